@@ -1,0 +1,295 @@
+"""``TextDataModule``: the Lightning data module shared by all text corpora.
+
+Subclasses only say where their text comes from on the Hugging Face Hub (``load_hub_source``/``hub_identity``).
+Sample and local-directory sources, tokenization, caching, masking, shifting and batching live here. See
+``perceiver.data.text.examples`` for the batch format and ``perceiver.data.text.preprocess`` for the cache layout.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from datasets import DatasetDict
+from torch.utils.data import DataLoader, Dataset
+
+from perceiver.data.text import masking, sources
+from perceiver.data.text.examples import DocumentDataset, TextCollator, TokenStreamDataset
+from perceiver.data.text.preprocess import build_cache, cache_key, open_cache
+from perceiver.model.text.tokenizer import load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+Task = Literal["mlm", "clm", "clf"]
+SPLITS = ("train", "validation")
+
+
+class TextDataModule(pl.LightningDataModule):
+    """Tokenized, chunked and cached text for masked (mlm) and causal (clm) language modeling and classification.
+
+    Args:
+        source: Where the text comes from: ``"hub"`` (the Hugging Face Hub dataset of the subclass), ``"sample"``
+            (the 106-article English Wikipedia sample shipped with gensim, for offline use), or a local
+            directory: ``.txt`` files (one document each), ``.parquet`` files (a ``text`` column, one document per
+            row), or a dataset written by ``datasets.save_to_disk``. A directory with ``train/`` and
+            ``validation/`` subdirectories keeps that split.
+        dataset_dir: Directory for preprocessed (tokenized) data; subdirectory ``preproc/<name>-<hash>``.
+        tokenizer: Tokenizer name or local path; ``deepmind/language-perceiver`` is the UTF-8 byte tokenizer.
+        max_seq_len: Tokens per example (N). clm examples hold N + 1 tokens so that labels are inputs shifted by one.
+        task: ``"mlm"`` (masked), ``"clm"`` (causal) language modeling, or ``"clf"`` (classification; needs a
+            ``label`` column or ``<split>/<class name>/*.txt`` files).
+        mask_prob: Fraction of tokens that become mlm targets.
+        mask_words: Mask whole words (runs of non-whitespace bytes for the byte tokenizer) instead of single tokens.
+            Targets are replaced by [MASK] (80%), a random token (10%) or kept (10%).
+        static_masking: Mask once at preprocessing time (same masks every epoch) instead of for every batch.
+        add_special_tokens: Wrap each document in the tokenizer's special tokens (e.g. [CLS] ... [SEP]).
+        add_eos_token: Append the eos token to each document.
+        padding_side: Side on which short examples are padded. ``None``: left for clm (required by Perceiver AR),
+            right otherwise.
+        random_train_shift: Start training windows at a random offset, so the inputs differ between epochs.
+        random_valid_shift: Same for validation windows.
+        valid_every: Sources without a validation split send every ``valid_every``-th document to validation.
+        max_documents: Use at most this many documents per split (for quick experiments and tests).
+        seed: Seed of static masking.
+        batch_size: Training batch size.
+        valid_batch_size: Validation batch size (default: ``batch_size``).
+        num_workers: DataLoader worker processes.
+        preproc_workers: Tokenizer processes during preprocessing (non-byte tokenizers only).
+        pin_memory: Pin batches in page-locked memory.
+    """
+
+    name = "text"
+
+    def __init__(
+        self,
+        source: str = "hub",
+        dataset_dir: str = ".cache/perceiver/datasets",
+        tokenizer: str = "deepmind/language-perceiver",
+        max_seq_len: int = 4096,
+        task: Task = "mlm",
+        mask_prob: float = 0.15,
+        mask_words: bool = True,
+        static_masking: bool = False,
+        add_special_tokens: bool = False,
+        add_eos_token: bool = False,
+        padding_side: Optional[Literal["left", "right"]] = None,
+        random_train_shift: bool = False,
+        random_valid_shift: bool = False,
+        valid_every: int = 10,
+        max_documents: Optional[int] = None,
+        seed: int = 0,
+        batch_size: int = 16,
+        valid_batch_size: Optional[int] = None,
+        num_workers: int = 1,
+        preproc_workers: Optional[int] = None,
+        pin_memory: bool = False,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        _check_args(task, max_seq_len, mask_prob, padding_side, valid_every, max_documents, batch_size)
+        self.source = source
+        self.dataset_dir = dataset_dir
+        self.task = task
+        self.padding_side: Literal["left", "right"] = padding_side or ("left" if task == "clm" else "right")
+        self.tokenizer = load_tokenizer(tokenizer)
+        self._max_seq_len = max_seq_len
+        self.ds_train: Optional[Dataset] = None
+        self.ds_valid: Optional[Dataset] = None
+        self.manifest: Optional[dict[str, Any]] = None
+        self.cache_was_built = False
+
+    # -- properties the CLI links to the model -------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    @property
+    def max_seq_len(self) -> int:
+        return self._max_seq_len
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (clf only; available after ``setup``)."""
+        if self.manifest is None:
+            raise RuntimeError("num_classes is known after setup()")
+        return self.manifest["num_classes"]
+
+    def check_max_seq_len(self, model_max_seq_len: int) -> None:
+        """Raise if examples are longer than the model accepts."""
+        if self.max_seq_len > model_max_seq_len:
+            raise ValueError(
+                f"data.max_seq_len={self.max_seq_len} exceeds the model's maximum sequence length "
+                f"{model_max_seq_len}; pass --data.max_seq_len={model_max_seq_len} or less"
+            )
+
+    # -- source and cache ------------------------------------------------------------------------------------------
+
+    def load_hub_source(self) -> DatasetDict:
+        """Load the Hub dataset with ``train`` and ``validation`` splits (subclasses)."""
+        raise ValueError(f"{type(self).__name__} has no Hub dataset; pass --data.source=sample or a directory path")
+
+    def hub_identity(self) -> dict[str, Any]:
+        raise ValueError(f"{type(self).__name__} has no Hub dataset; pass --data.source=sample or a directory path")
+
+    def source_identity(self) -> dict[str, Any]:
+        if self.source == "hub":
+            return self.hub_identity()
+        if self.source == "sample":
+            return sources.sample_identity()
+        return sources.local_identity(self.source)
+
+    def load_source(self) -> DatasetDict:
+        """Raw documents of the configured source, split, limited and without empty documents."""
+        if self.source == "hub":
+            dsd = self.load_hub_source()
+        elif self.source == "sample":
+            dsd = sources.load_sample(self.hparams.valid_every)
+        else:
+            dsd = sources.load_local(self.source, self.hparams.valid_every, with_label=self.task == "clf")
+        dsd = DatasetDict({k: dsd[k] for k in SPLITS})
+        if self.task == "clf" and "label" not in dsd["train"].column_names:
+            raise ValueError(f"task=clf needs a 'label' column; source {self.source!r} has none")
+        return sources.filter_empty(sources.limit_documents(dsd, self.hparams.max_documents), repr(self.source))
+
+    def cache_settings(self) -> dict[str, Any]:
+        """Every setting that changes the preprocessed data (and nothing else: windows are cut at read time)."""
+        hp = self.hparams
+        settings = {
+            "module": self.name,
+            "source": self.source_identity(),
+            "tokenizer": hp.tokenizer,
+            "add_special_tokens": hp.add_special_tokens,
+            "add_eos_token": hp.add_eos_token,
+            "valid_every": hp.valid_every,
+            "max_documents": hp.max_documents,
+            "layout": "documents" if self.task == "clf" else "stream",
+        }
+        if self.static_masking:
+            settings["static_masking"] = {
+                "block_len": self.max_seq_len,
+                "mask_prob": hp.mask_prob,
+                "mask_words": hp.mask_words,
+                "seed": hp.seed,
+            }
+        return settings
+
+    @property
+    def static_masking(self) -> bool:
+        return self.hparams.static_masking and self.task == "mlm"
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.dataset_dir) / "preproc" / f"{self.name}-{cache_key(self.cache_settings())}"
+
+    def prepare_data(self) -> None:
+        """Tokenize and cache the source unless an intact cache exists."""
+        cache_dir = self.cache_dir
+        if open_cache(cache_dir) is not None:
+            logger.info("reusing preprocessed data in %s", cache_dir)
+            return
+        dsd = self.load_source()
+        static_mask = (self.max_seq_len, self._numpy_mask_fn()) if self.static_masking else None
+        extra = {"num_classes": int(max(max(dsd[s]["label"]) for s in SPLITS)) + 1} if self.task == "clf" else {}
+        settings, workers = self.cache_settings(), self.hparams.preproc_workers
+        build_cache(cache_dir, dsd, self.tokenizer, settings, workers, static_mask, extra)
+        self.cache_was_built = True
+        logger.info("preprocessed data written to %s", cache_dir)
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        self.prepare_data()
+        cache_dir = self.cache_dir
+        manifest = open_cache(cache_dir)
+        if manifest is None:
+            raise RuntimeError(f"preprocessed data in {cache_dir} disappeared during setup")
+        self.manifest = manifest
+        self.ds_train = self._dataset("train", self.hparams.random_train_shift)
+        self.ds_valid = self._dataset("validation", self.hparams.random_valid_shift)
+
+    def _dataset(self, split: str, random_shift: bool) -> Dataset:
+        assert self.manifest is not None
+        dtype, n = self.manifest["dtype"], self.max_seq_len
+        if self.task == "clf":
+            return DocumentDataset(self.cache_dir, split, dtype, n, random_shift)
+        num_tokens = self.manifest["splits"][split]["num_tokens"]
+        window = n + 1 if self.task == "clm" else n
+        return TokenStreamDataset(self.cache_dir, split, dtype, num_tokens, n, window, random_shift, self.static_masking)
+
+    # -- batches ---------------------------------------------------------------------------------------------------
+
+    def mask_fn(self, generator: Optional[torch.Generator] = None):
+        """Masking function ``(input_ids, pad_mask) -> (masked_ids, labels)`` with this module's settings."""
+        classes = masking.token_classes(self.tokenizer, whole_words=self.hparams.mask_words)
+        random_ids = masking.random_token_ids(self.tokenizer)
+        mask_id, prob = self.tokenizer.mask_token_id, self.hparams.mask_prob
+        if mask_id is None:
+            raise ValueError(f"task=mlm needs a tokenizer with a mask token; {self.hparams.tokenizer!r} has none")
+
+        def fn(input_ids: torch.Tensor, pad_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return masking.mask_words(input_ids, pad_mask, classes, random_ids, mask_id, prob, generator)
+
+        return fn
+
+    def _numpy_mask_fn(self):
+        fn = self.mask_fn(torch.Generator().manual_seed(self.hparams.seed))
+
+        def np_fn(ids: np.ndarray, pad_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            masked, labels = fn(torch.from_numpy(ids), torch.from_numpy(pad_mask))
+            return masked.numpy(), labels.numpy()
+
+        return np_fn
+
+    @property
+    def collator(self) -> TextCollator:
+        dynamic = self.task == "mlm" and not self.static_masking
+        return TextCollator(
+            task=self.task,
+            max_seq_len=self.max_seq_len,
+            pad_token_id=self.tokenizer.pad_token_id,
+            padding_side=self.padding_side,
+            mask_fn=self.mask_fn() if dynamic else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.ds_train, self.hparams.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.ds_valid, self.hparams.valid_batch_size or self.hparams.batch_size, shuffle=False)
+
+    def _loader(self, ds: Optional[Dataset], batch_size: int, shuffle: bool) -> DataLoader:
+        if ds is None:
+            raise RuntimeError("call setup() before requesting a dataloader")
+        workers = self.hparams.num_workers
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=self.collator,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=self.hparams.pin_memory,
+        )
+
+
+def _check_args(task, max_seq_len, mask_prob, padding_side, valid_every, max_documents, batch_size) -> None:
+    if task not in ("mlm", "clm", "clf"):
+        raise ValueError(f"task must be 'mlm', 'clm' or 'clf', got {task!r}")
+    if max_seq_len < 1:
+        raise ValueError(f"max_seq_len must be positive, got {max_seq_len}")
+    if not 0.0 < mask_prob < 1.0:
+        raise ValueError(f"mask_prob must be in (0, 1), got {mask_prob}")
+    if task == "clm" and padding_side == "right":
+        raise ValueError(
+            "task=clm needs left padding for Perceiver AR (the latents sit at the end of the sequence); "
+            "pass --data.padding_side=left or leave it unset"
+        )
+    if valid_every < 2:
+        raise ValueError(f"valid_every must be at least 2, got {valid_every}")
+    if max_documents is not None and max_documents < 1:
+        raise ValueError(f"max_documents must be positive, got {max_documents}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")

@@ -1,0 +1,307 @@
+"""Raw text sources: the Hugging Face Hub, the Wikipedia sample shipped with gensim, and local directories.
+
+Every loader returns a ``datasets.DatasetDict`` with the splits ``train`` and ``validation`` and a ``text`` column
+(plus an integer ``label`` column for classification). Sources without a validation split are split by document
+index: every ``valid_every``-th document (indices ``valid_every - 1``, ``2 * valid_every - 1``, ...) goes to
+validation. A source with a single document is split at a line boundary near 90% of its text.
+
+Source identities (``*_identity``) are small JSON-able dicts that enter the cache key of preprocessed data.
+"""
+
+from __future__ import annotations
+
+import bz2
+import functools
+import hashlib
+import logging
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlparse
+
+import datasets
+from datasets import Dataset, DatasetDict
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_FILE = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+SAMPLE_FORMAT = 1  # bump when sample text cleaning changes
+HUB_PROBE_TIMEOUT_S = 3.0
+VALID_DIR_NAMES = ("validation", "valid", "val")
+
+OFFLINE_HINT = (
+    "Use the Wikipedia sample shipped with gensim (--data.source=sample) or a local directory of .txt/.parquet "
+    "files or a dataset saved with datasets.save_to_disk (--data.source=/path/to/dir)."
+)
+
+
+class HubUnreachableError(ConnectionError):
+    """The Hugging Face Hub cannot be reached (offline mode or no network)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Splitting
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def is_valid_index(i: int, valid_every: int) -> bool:
+    return i % valid_every == valid_every - 1
+
+
+def split_dataset(ds: Dataset, valid_every: int) -> DatasetDict:
+    """Split ``ds`` by document index (see module docstring)."""
+    n = len(ds)
+    if n == 1:
+        text = ds[0]["text"]
+        cut = text.rfind("\n", 0, int(len(text) * 0.9)) + 1 or int(len(text) * 0.9)
+        row = {k: v for k, v in ds[0].items() if k != "text"}
+        train = Dataset.from_list([{**row, "text": text[:cut]}])
+        valid = Dataset.from_list([{**row, "text": text[cut:]}])
+        return DatasetDict(train=train, validation=valid)
+    valid_idx = [i for i in range(n) if is_valid_index(i, valid_every)] or [n - 1]
+    valid_set = set(valid_idx)
+    train_idx = [i for i in range(n) if i not in valid_set]
+    return DatasetDict(train=ds.select(train_idx), validation=ds.select(valid_idx))
+
+
+def limit_documents(dsd: DatasetDict, max_documents: Optional[int]) -> DatasetDict:
+    if max_documents is None:
+        return dsd
+    return DatasetDict({k: v.select(range(min(len(v), max_documents))) for k, v in dsd.items()})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Wikipedia sample (gensim)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def sample_path() -> Path:
+    """Path of the 106-article English Wikipedia dump inside the installed gensim package."""
+    import gensim
+
+    path = Path(gensim.__file__).parent / SAMPLE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"Wikipedia sample not found at {path}; reinstall gensim (pip install gensim>=4.3)")
+    return path
+
+
+def sample_identity() -> dict[str, Any]:
+    st = sample_path().stat()
+    return {"source": "sample", "file": SAMPLE_FILE, "bytes": st.st_size, "format": SAMPLE_FORMAT}
+
+
+_HEADING = re.compile(r"^(={2,6})\s*(.*?)\s*\1\s*$", re.MULTILINE)
+_QUOTES = re.compile(r"'{2,}")
+_EMPTY_PARENS = re.compile(r"\(\s*[,;]?\s*\)")
+_SPACES = re.compile(r"[ \t]{2,}")
+_BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
+
+
+def wiki_to_text(title: str, markup: str) -> str:
+    """Turn wiki markup into readable plain text: title, paragraphs, headings as plain lines."""
+    from gensim.corpora.wikicorpus import filter_wiki
+
+    text = filter_wiki(markup)
+    text = _HEADING.sub(lambda m: "\n" + m.group(2), text)
+    text = _QUOTES.sub("", text)
+    text = _EMPTY_PARENS.sub("", text)
+    text = _SPACES.sub(" ", text)
+    lines = [line.strip() for line in text.split("\n")]
+    text = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+    return f"{title}\n\n{text}\n" if text else ""
+
+
+@functools.lru_cache(maxsize=1)
+def load_sample_articles() -> tuple[dict[str, str], ...]:
+    """Parse the gensim sample dump into ``({"title", "text"}, ...)``: namespace 0, no redirects, no empty pages.
+
+    Parsing takes a few seconds; the result is kept for the life of the process.
+    """
+    from gensim.corpora.wikicorpus import extract_pages
+
+    articles = []
+    with bz2.open(sample_path()) as f:
+        for title, markup, _ in extract_pages(f, filter_namespaces=("0",)):
+            if markup.lstrip()[:9].lower() == "#redirect":
+                continue
+            text = wiki_to_text(title, markup)
+            if text:
+                articles.append({"title": title, "text": text})
+    return tuple(articles)
+
+
+def load_sample(valid_every: int) -> DatasetDict:
+    return split_dataset(Dataset.from_list(list(load_sample_articles())), valid_every)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hugging Face Hub
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_offline() -> bool:
+    return _env_flag("HF_HUB_OFFLINE") or _env_flag("HF_DATASETS_OFFLINE")
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def check_hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> None:
+    """Open a TCP connection to the Hub endpoint or raise ``HubUnreachableError`` within ``timeout`` seconds."""
+    url = urlparse(hub_endpoint())
+    host = url.hostname or "huggingface.co"
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise HubUnreachableError(f"the Hugging Face Hub ({hub_endpoint()}) is unreachable: {e}. {OFFLINE_HINT}")
+
+
+def load_hub(path: str, name: Optional[str], revision: Optional[str], **kwargs: Any) -> DatasetDict:
+    """``datasets.load_dataset`` that fails fast when the Hub is offline or unreachable.
+
+    With ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` set, ``datasets`` itself fails immediately unless the dataset is
+    in its local cache, so no probe is needed.
+    """
+    if not hub_offline():
+        check_hub_reachable()
+    try:
+        return datasets.load_dataset(path, name, revision=revision, **kwargs)
+    except ConnectionError as e:
+        raise HubUnreachableError(f"cannot load {path!r} ({name}) from the Hugging Face Hub: {e}. {OFFLINE_HINT}")
+
+
+def hub_identity(path: str, name: Optional[str], revision: Optional[str]) -> dict[str, Any]:
+    return {"source": "hub", "path": path, "name": name, "revision": revision or "main"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Local directories
+# ---------------------------------------------------------------------------------------------------------------
+
+TEXT_SUFFIXES = (".txt", ".parquet")
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+
+
+def _list_files(root: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(Path(dirpath) / f for f in sorted(filenames) if f.endswith(TEXT_SUFFIXES))
+    return found
+
+
+def local_identity(path: str) -> dict[str, Any]:
+    """Identity of a local source: every file's relative path, size and modification time."""
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"data source path does not exist: {root} (--data.source)")
+    if not root.is_dir():
+        raise NotADirectoryError(f"data source must be a directory of .txt/.parquet files or a saved dataset: {root}")
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for f in sorted(filenames):
+            p = Path(dirpath) / f
+            try:
+                st = p.stat()
+                h.update(f"{p.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            except OSError:
+                h.update(f"{p.relative_to(root)}|unreadable\n".encode())
+    return {"source": "local", "path": str(root.resolve()), "files": h.hexdigest()}
+
+
+def read_text_file(path: Path) -> str:
+    """Read a text file as UTF-8; undecodable bytes become U+FFFD, one per byte, and are logged."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise OSError(f"cannot read text file {path}: {e}") from e
+    text = data.decode("utf-8", errors="surrogateescape")
+    num_bad = sum(1 for c in text if "\udc80" <= c <= "\udcff")
+    if num_bad:
+        logger.warning("%s: %d byte(s) are not valid UTF-8 and were replaced by U+FFFD", path, num_bad)
+        text = re.sub("[\udc80-\udcff]", "\ufffd", text)
+    return text
+
+
+def _read_parquet(path: Path, with_label: bool) -> Dataset:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as e:
+        raise OSError(f"cannot read parquet file {path}: {e}") from e
+    columns = ["text", "label"] if with_label else ["text"]
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ValueError(f"parquet file {path} has no {missing} column(s); columns are {table.column_names}")
+    return Dataset(table.select(columns))
+
+
+def _read_files(files: list[Path], root: Path, with_label: bool) -> Dataset:
+    """Documents from ``files``: one per .txt file (label: parent directory name), one per parquet row."""
+    parts, texts, labels = [], [], []
+    for f in files:
+        if f.suffix == ".parquet":
+            parts.append(_read_parquet(f, with_label))
+        else:
+            texts.append(read_text_file(f))
+            labels.append(f.parent.name)
+    if texts:
+        rows: dict[str, list] = {"text": texts}
+        if with_label:
+            classes = sorted(set(labels))
+            logger.info("class labels from directory names under %s: %s", root, classes)
+            rows["label"] = [classes.index(c) for c in labels]
+        parts.append(Dataset.from_dict(rows))
+    if not parts:
+        raise ValueError(f"no .txt or .parquet files found in {root}")
+    return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+
+def load_local(path: str, valid_every: int, with_label: bool = False) -> DatasetDict:
+    """Load a directory: a saved dataset, ``train/`` + ``validation/`` subdirectories, or files split by index."""
+    root = Path(path)
+    local_identity(path)  # existence checks
+    if _is_saved_dataset(root):
+        loaded = datasets.load_from_disk(str(root))
+        if isinstance(loaded, Dataset):
+            return split_dataset(loaded, valid_every)
+        valid_key = next((k for k in (*VALID_DIR_NAMES, "test") if k in loaded), None)
+        if "train" not in loaded or valid_key is None:
+            if len(loaded) != 1:
+                raise ValueError(f"saved dataset {root} needs a 'train' and a 'validation' split, has {list(loaded)}")
+            return split_dataset(next(iter(loaded.values())), valid_every)
+        return DatasetDict(train=loaded["train"], validation=loaded[valid_key])
+    valid_dir = next((root / d for d in VALID_DIR_NAMES if (root / d).is_dir()), None)
+    if (root / "train").is_dir() and valid_dir is not None:
+        train = _read_files(_list_files(root / "train"), root / "train", with_label)
+        valid = _read_files(_list_files(valid_dir), valid_dir, with_label)
+        return DatasetDict(train=train, validation=valid)
+    return split_dataset(_read_files(_list_files(root), root, with_label), valid_every)
+
+
+def filter_empty(dsd: DatasetDict, describe: str) -> DatasetDict:
+    """Drop whitespace-only documents; raise if a split is left empty."""
+    result = DatasetDict({k: v.filter(_non_empty, input_columns="text") for k, v in dsd.items()})
+    for split, ds in result.items():
+        if len(ds) == 0:
+            raise ValueError(f"the {split} split of {describe} has no non-empty documents (source is empty)")
+    return result
+
+
+def _non_empty(text: Optional[str]) -> bool:
+    return bool(text and text.strip())
+
+

@@ -1,0 +1,138 @@
+"""Causal language model: Perceiver AR over token embeddings, with tied output embedding and kv-cached generation.
+
+Dimensions:
+    B: batch size
+    N: input positions,  L: latent positions
+    V: vocabulary size
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+import torch.nn as nn
+
+from perceiver.model.core.config import PerceiverARConfig, check_positive
+from perceiver.model.core.generation import generate
+from perceiver.model.core.layers import init_parameters
+from perceiver.model.core.perceiver_ar import KVCache, PerceiverAR
+from perceiver.model.text.common import TiedTokenOutputAdapter, TokenInputAdapter
+
+
+@dataclass
+class CausalLanguageModelConfig(PerceiverARConfig):
+    vocab_size: int = 262
+    """Vocabulary size (262 for the UTF-8 byte tokenizer ``deepmind/language-perceiver``)."""
+    max_seq_len: int = 4096
+    """Maximum input length: prefix plus latents."""
+    max_latents: int = 512
+    """Maximum number of latent positions."""
+    num_channels: int = 512
+    """Channels of embeddings and of all layers."""
+    output_norm: bool = False
+    """Apply a LayerNorm to the latents before the output projection."""
+    output_bias: bool = True
+    """Add a learned bias to the output logits."""
+    abs_pos_emb: bool = True
+    """Add learned absolute position embeddings to the token embeddings (rotary embeddings are always used)."""
+    init_scale: float = 0.02
+    """Standard deviation of the normal weight initialization."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_positive(self, "vocab_size", "max_seq_len", "max_latents", "num_channels")
+        if self.max_latents > self.max_seq_len:
+            raise ValueError(
+                f"{type(self).__name__}.max_latents ({self.max_latents}) must not exceed max_seq_len ({self.max_seq_len})"
+            )
+        if self.num_channels % self.num_heads:
+            raise ValueError(
+                f"{type(self).__name__}.num_channels ({self.num_channels}) must be divisible by num_heads ({self.num_heads})"
+            )
+        if (self.num_channels // self.num_heads) % 2:
+            raise ValueError(
+                f"{type(self).__name__}: channels per head (num_channels / num_heads = "
+                f"{self.num_channels // self.num_heads}) must be even for rotary embeddings"
+            )
+        if self.init_scale <= 0:
+            raise ValueError(f"{type(self).__name__}.init_scale must be positive, got {self.init_scale!r}")
+
+    @property
+    def max_prefix_len(self) -> int:
+        return self.max_seq_len - self.max_latents
+
+
+class CausalLanguageModel(PerceiverAR):
+    """Perceiver AR causal language model. ``forward`` returns logits (B, L, V) for the latent positions, plus the
+    kv-cache when one is passed (``kv_cache=model.init_cache()`` for the first call)."""
+
+    def __init__(self, config: CausalLanguageModelConfig):
+        input_adapter = TokenInputAdapter(
+            vocab_size=config.vocab_size,
+            max_seq_len=config.max_seq_len,
+            num_input_channels=config.num_channels,
+            abs_pos_emb=config.abs_pos_emb,
+        )
+        super().__init__(config, input_adapter, max_seq_len=config.max_seq_len, max_latents=config.max_latents)
+        self.out_norm = nn.LayerNorm(config.num_channels) if config.output_norm else None
+        self.output_adapter = TiedTokenOutputAdapter(input_adapter.txt_embedding, bias=config.output_bias)
+        init_parameters(self, config.init_scale)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        prefix_len: int,
+        pad_mask: Optional[torch.Tensor] = None,
+        kv_cache: Optional[Union[KVCache, list]] = None,
+    ) -> Union[torch.Tensor, tuple[torch.Tensor, KVCache]]:
+        if isinstance(kv_cache, list):  # perceiver-io 0.11 style: [] starts a cache
+            kv_cache = self.init_cache() if not kv_cache else KVCache(layers=kv_cache)
+        x_latent, kv_cache = super().forward(x, prefix_len, pad_mask, kv_cache)
+        if self.out_norm is not None:
+            x_latent = self.out_norm(x_latent)
+        logits = self.output_adapter(x_latent)  # (B, L, V)
+        return logits if kv_cache is None else (logits, kv_cache)
+
+    def _forward_for_generation(self, x, prefix_len, pad_mask, kv_cache):
+        out = self(x, prefix_len, pad_mask, kv_cache)
+        return out if kv_cache is not None else (out, None)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        max_new_tokens: int,
+        num_latents: int = 1,
+        pad_mask: Optional[torch.Tensor] = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        eos_token_id: Optional[int] = None,
+        use_cache: bool = True,
+        generator: Optional[torch.Generator] = None,
+    ) -> torch.Tensor:
+        """Return the prompt ``input_ids`` (B, n0), left-padded with ``pad_mask`` (True = pad), followed by up to
+        ``max_new_tokens`` generated tokens: greedy, or sampled with ``temperature``, ``top_k`` and ``top_p``.
+
+        Window rule: with L0 = max(num_latents, n0 - max_prefix_len) initial latents, after t new tokens the model
+        sees the last prefix(t) + latents(t) positions, where latents(t) = min(L0 + t, max_latents) and
+        prefix(t) = min(N - latents(t), max_prefix_len). The latent window grows up to ``max_latents``, then the
+        prefix grows up to ``max_prefix_len = max_seq_len - max_latents``, then the window slides. Cached and
+        uncached decoding give the same logits; the cache makes each step one position of work while the latent
+        window grows, and later steps are full passes over the window (see ``perceiver.model.core.generation``).
+        Sequences that emit ``eos_token_id`` continue with ``eos_token_id`` until all are done.
+        """
+        was_training = self.training
+        self.eval()  # prefix dropout is off, so the cache and dropout never meet
+        try:
+            return generate(
+                self._forward_for_generation, self.init_cache, input_ids, max_new_tokens,
+                max_seq_len=self.max_seq_len, max_latents=self.max_latents, num_latents=num_latents,
+                pad_mask=pad_mask, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
+                eos_token_id=eos_token_id, use_cache=use_cache, generator=generator,
+            )
+        finally:
+            self.train(was_training)

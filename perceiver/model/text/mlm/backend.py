@@ -1,0 +1,123 @@
+"""Masked language model: Perceiver IO over token embeddings, decoding one output query per input position.
+
+Dimensions:
+    B: batch size
+    M: input positions (tokens)
+    N: latents,  D: latent channels
+    C: input channels,  F: output query channels
+    V: vocabulary size
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from perceiver.model.core.adapter import TrainableQueryProvider
+from perceiver.model.core.config import DecoderConfig, EncoderConfig, PerceiverIOConfig, check_positive
+from perceiver.model.core.perceiver_io import PerceiverDecoder, PerceiverEncoder, PerceiverIO
+from perceiver.model.text.common import TiedTokenOutputAdapter, TokenInputAdapter, TokenOutputAdapter
+
+
+@dataclass
+class TextEncoderConfig(EncoderConfig):
+    vocab_size: int = 10003
+    """Vocabulary size (262 for the UTF-8 byte tokenizer ``deepmind/language-perceiver``)."""
+    max_seq_len: int = 256
+    """Maximum input length (M)."""
+    num_input_channels: int = 64
+    """Channels of the token and position embeddings (C)."""
+    params: Optional[str] = None
+    """Pretrained weights to initialize the encoder from: a Lightning checkpoint, a saved model directory or a
+    Hugging Face Hub id."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_positive(self, "vocab_size", "max_seq_len", "num_input_channels")
+
+
+@dataclass
+class TextDecoderConfig(DecoderConfig):
+    num_output_query_channels: Optional[int] = None
+    """Channels of the output queries (F). None: the input channels, and the logits are tied to the input embedding."""
+    vocab_size: int = 10003
+    """Vocabulary size; must equal the encoder's."""
+    max_seq_len: int = 512
+    """Number of output queries; must be at least the encoder's max_seq_len."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_positive(self, "num_output_query_channels", "vocab_size", "max_seq_len")
+
+
+@dataclass
+class MaskedLanguageModelConfig(PerceiverIOConfig[TextEncoderConfig, TextDecoderConfig]):
+    num_latents: int = 256
+    """Number of latent vectors (N)."""
+    num_latent_channels: int = 1280
+    """Channels of each latent vector (D)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        enc, dec = self.encoder, self.decoder
+        if enc.vocab_size != dec.vocab_size:
+            raise ValueError(
+                f"decoder.vocab_size ({dec.vocab_size}) must equal encoder.vocab_size ({enc.vocab_size})"
+            )
+        if dec.max_seq_len < enc.max_seq_len:
+            raise ValueError(
+                f"decoder.max_seq_len ({dec.max_seq_len}) must be at least encoder.max_seq_len ({enc.max_seq_len})"
+            )
+        query_channels = self.num_output_query_channels
+        if dec.num_cross_attention_qk_channels is None and query_channels % dec.num_cross_attention_heads:
+            raise ValueError(
+                f"decoder.num_output_query_channels ({query_channels}, None means encoder.num_input_channels) must "
+                f"be divisible by decoder.num_cross_attention_heads ({dec.num_cross_attention_heads}) when "
+                f"decoder.num_cross_attention_qk_channels is None"
+            )
+
+    @property
+    def num_output_query_channels(self) -> int:
+        return self.decoder.num_output_query_channels or self.encoder.num_input_channels
+
+    @property
+    def vocab_size(self) -> int:
+        return self.encoder.vocab_size
+
+    @property
+    def max_seq_len(self) -> int:
+        return self.encoder.max_seq_len
+
+
+class MaskedLanguageModel(PerceiverIO):
+    """Perceiver IO masked language model. ``forward(x_masked, pad_mask)`` returns logits (B, M, V), one row per
+    input position; inputs may be shorter than ``max_seq_len``."""
+
+    def __init__(self, config: MaskedLanguageModelConfig):
+        enc, dec = config.encoder, config.decoder
+        input_adapter = TokenInputAdapter(enc.vocab_size, enc.max_seq_len, enc.num_input_channels)
+        encoder = PerceiverEncoder(
+            enc, input_adapter, config.num_latents, config.num_latent_channels,
+            activation_checkpointing=config.activation_checkpointing,
+            activation_offloading=config.activation_offloading,
+        )
+        if dec.num_output_query_channels is None:
+            output_adapter = TiedTokenOutputAdapter(input_adapter.txt_embedding)
+        else:
+            output_adapter = TokenOutputAdapter(dec.vocab_size, dec.num_output_query_channels)
+        query_provider = TrainableQueryProvider(
+            dec.max_seq_len, config.num_output_query_channels, dec.init_scale, crop_to_input=True
+        )
+        decoder = PerceiverDecoder(
+            dec, output_adapter, query_provider, config.num_latent_channels,
+            activation_checkpointing=config.activation_checkpointing,
+            activation_offloading=config.activation_offloading,
+        )
+        super().__init__(encoder, decoder)
+        self.config = config
+
+    def forward(self, x_masked: torch.Tensor, pad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits (B, M, V) for token ids x_masked (B, M); ``pad_mask`` (B, M) is True at padding."""
+        return super().forward(x_masked, pad_mask)
