@@ -1,0 +1,1 @@
+"""Data modules: ``perceiver.data.text`` for text corpora."""

@@ -144,7 +144,7 @@ class TextDataModule(pl.LightningDataModule):
         return sources.local_identity(self.source)
 
     def load_source(self) -> DatasetDict:
-        """Raw documents of the configured source, split, limited and without empty documents."""
+        """Raw documents of the configured source, split and limited to ``max_documents``."""
         if self.source == "hub":
             dsd = self.load_hub_source()
         elif self.source == "sample":
@@ -154,7 +154,7 @@ class TextDataModule(pl.LightningDataModule):
         dsd = DatasetDict({k: dsd[k] for k in SPLITS})
         if self.task == "clf" and "label" not in dsd["train"].column_names:
             raise ValueError(f"task=clf needs a 'label' column; source {self.source!r} has none")
-        return sources.filter_empty(sources.limit_documents(dsd, self.hparams.max_documents), repr(self.source))
+        return sources.limit_documents(dsd, self.hparams.max_documents)
 
     def cache_settings(self) -> dict[str, Any]:
         """Every setting that changes the preprocessed data (and nothing else: windows are cut at read time)."""
@@ -196,7 +196,8 @@ class TextDataModule(pl.LightningDataModule):
         static_mask = (self.max_seq_len, self._numpy_mask_fn()) if self.static_masking else None
         extra = {"num_classes": int(max(max(dsd[s]["label"]) for s in SPLITS)) + 1} if self.task == "clf" else {}
         settings, workers = self.cache_settings(), self.hparams.preproc_workers
-        build_cache(cache_dir, dsd, self.tokenizer, settings, workers, static_mask, extra)
+        describe = f"{type(self).__name__} source {self.source!r}"
+        build_cache(cache_dir, dsd, self.tokenizer, settings, workers, static_mask, extra, describe)
         self.cache_was_built = True
         logger.info("preprocessed data written to %s", cache_dir)
 

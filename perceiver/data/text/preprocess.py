@@ -101,17 +101,28 @@ class DocumentEncoder:
         return [np.concatenate([self.prefix, x, self.suffix]) for x in ids]
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        return {"input_ids": [x.tolist() for x in self.encode_ids(batch["text"])]}
+        keep = [i for i, t in enumerate(batch["text"]) if t and t.strip()]
+        result = {"input_ids": [x.tolist() for x in self.encode_ids([batch["text"][i] for i in keep])]}
+        if "label" in batch:
+            result["label"] = [batch["label"][i] for i in keep]
+        return result
 
-    def iter_encoded(self, ds: Dataset, num_proc: Optional[int], batch_size: int = 1000) -> Iterator[np.ndarray]:
-        """Token id arrays of all documents of ``ds``, in order (multiprocess for non-byte tokenizers)."""
+    def iter_encoded(self, ds: Dataset, num_proc: Optional[int], batch_size: int = 1000) -> Iterator[tuple]:
+        """``(token ids, label or None)`` of all non-empty documents of ``ds``, in order.
+
+        Non-byte tokenizers run in ``num_proc`` processes.
+        """
         if self.fast_bytes or not num_proc or num_proc < 2:
             for batch in ds.iter(batch_size=batch_size):
-                yield from self.encode_ids(batch["text"])
+                keep = [i for i, t in enumerate(batch["text"]) if t and t.strip()]
+                labels = [batch["label"][i] for i in keep] if "label" in batch else [None] * len(keep)
+                yield from zip(self.encode_ids([batch["text"][i] for i in keep]), labels)
         else:
-            encoded = ds.map(self, batched=True, num_proc=num_proc, remove_columns=ds.column_names, desc="Tokenize")
-            for batch in encoded.with_format("numpy").iter(batch_size=batch_size):
-                yield from (np.asarray(x, dtype=np.int64) for x in batch["input_ids"])
+            columns = [c for c in ds.column_names if c not in ("input_ids", "label")]
+            encoded = ds.map(self, batched=True, num_proc=num_proc, remove_columns=columns, desc="Tokenize")
+            for batch in encoded.iter(batch_size=batch_size):
+                labels = batch["label"] if "label" in batch else [None] * len(batch["input_ids"])
+                yield from ((np.asarray(x, dtype=np.int64), y) for x, y in zip(batch["input_ids"], labels))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -127,19 +138,21 @@ def _write_split(
     dtype: np.dtype,
     documents: bool,
     num_proc: Optional[int],
+    describe: str,
 ) -> dict[str, int]:
-    num_tokens, num_docs, offsets = 0, 0, [0]
+    num_tokens, offsets, labels = 0, [0], []
     with open(out / f"{split}.tokens.bin", "wb") as f:
-        for ids in encoder.iter_encoded(ds, num_proc):
+        for ids, label in encoder.iter_encoded(ds, num_proc):
             ids.astype(dtype).tofile(f)
             num_tokens += len(ids)
-            num_docs += 1
-            if documents:
-                offsets.append(num_tokens)
+            offsets.append(num_tokens)
+            labels.append(label)
+    if len(labels) == 0:
+        raise ValueError(f"the {split} split of {describe} has no non-empty documents")
     if documents:
         np.asarray(offsets, dtype=np.int64).tofile(out / f"{split}.offsets.bin")
-        np.asarray(ds["label"], dtype=np.int64).tofile(out / f"{split}.labels.bin")
-    return {"num_tokens": num_tokens, "num_documents": num_docs}
+        np.asarray(labels, dtype=np.int64).tofile(out / f"{split}.labels.bin")
+    return {"num_tokens": num_tokens, "num_documents": len(labels)}
 
 
 def _write_static_mask(out: Path, split: str, dtype: np.dtype, block_len: int, mask_fn: MaskFn) -> None:
@@ -167,10 +180,12 @@ def build_cache(
     preproc_workers: Optional[int] = None,
     static_mask: Optional[tuple[int, MaskFn]] = None,
     extra: Optional[dict[str, Any]] = None,
+    describe: str = "the source",
 ) -> dict[str, Any]:
     """Tokenize ``dsd`` into ``cache_dir`` (atomically) and return the manifest.
 
-    ``settings["layout"]`` is ``"stream"`` (documents concatenated) or ``"documents"`` (with offsets and labels).
+    Empty (whitespace-only) documents are skipped; a split without documents raises ``ValueError`` naming
+    ``describe``. ``settings["layout"]`` is ``"stream"`` (documents concatenated) or ``"documents"`` (with offsets and labels).
     ``static_mask`` is ``(block_len, mask_fn)`` to store one fixed masking of the stream. ``extra`` entries are
     added to the manifest.
     """
@@ -183,7 +198,7 @@ def build_cache(
         splits = {}
         for split, ds in dsd.items():
             logger.info("tokenizing %s split (%d documents) into %s", split, len(ds), cache_dir)
-            splits[split] = _write_split(tmp, split, ds, encoder, dtype, documents, preproc_workers)
+            splits[split] = _write_split(tmp, split, ds, encoder, dtype, documents, preproc_workers, describe)
             if static_mask is not None:
                 _write_static_mask(tmp, split, dtype, *static_mask)
         files = {p.name: {"bytes": p.stat().st_size, "checksum": file_checksum(p)} for p in sorted(tmp.glob("*.bin"))}

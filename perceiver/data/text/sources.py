@@ -290,18 +290,3 @@ def load_local(path: str, valid_every: int, with_label: bool = False) -> Dataset
         valid = _read_files(_list_files(valid_dir), valid_dir, with_label)
         return DatasetDict(train=train, validation=valid)
     return split_dataset(_read_files(_list_files(root), root, with_label), valid_every)
-
-
-def filter_empty(dsd: DatasetDict, describe: str) -> DatasetDict:
-    """Drop whitespace-only documents; raise if a split is left empty."""
-    result = DatasetDict({k: v.filter(_non_empty, input_columns="text") for k, v in dsd.items()})
-    for split, ds in result.items():
-        if len(ds) == 0:
-            raise ValueError(f"the {split} split of {describe} has no non-empty documents (source is empty)")
-    return result
-
-
-def _non_empty(text: Optional[str]) -> bool:
-    return bool(text and text.strip())
-
-

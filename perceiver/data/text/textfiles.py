@@ -26,7 +26,7 @@ class TextFilesDataModule(TextDataModule):
 
     name = "textfiles"
 
-    def __init__(self, source: str, *args: Any, **kwargs: Any):
+    def __init__(self, source: str, **kwargs: Any):
         if source == "hub":
             raise ValueError("TextFilesDataModule reads local files: pass --data.source=/path/to/dir")
-        super().__init__(source, *args, **kwargs)
+        super().__init__(source=source, **kwargs)

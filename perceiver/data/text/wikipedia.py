@@ -23,10 +23,10 @@ class WikipediaDataModule(TextDataModule):
     name = "wikipedia"
     hub_path = "wikimedia/wikipedia"
 
-    def __init__(self, *args: Any, config: str = "20231101.en", revision: Optional[str] = None, **kwargs: Any):
+    def __init__(self, config: str = "20231101.en", revision: Optional[str] = None, **kwargs: Any):
         self.config = config
         self.revision = revision
-        super().__init__(*args, **kwargs)
+        super().__init__(**kwargs)
 
     def hub_identity(self) -> dict[str, Any]:
         return sources.hub_identity(self.hub_path, self.config, self.revision)

@@ -25,14 +25,13 @@ class WikiTextDataModule(TextDataModule):
 
     def __init__(
         self,
-        *args: Any,
         config: Literal["wikitext-103-raw-v1", "wikitext-2-raw-v1"] = "wikitext-103-raw-v1",
         revision: Optional[str] = None,
         **kwargs: Any,
     ):
         self.config = config
         self.revision = revision
-        super().__init__(*args, **kwargs)
+        super().__init__(**kwargs)
 
     def hub_identity(self) -> dict[str, Any]:
         return sources.hub_identity(self.hub_path, self.config, self.revision)
