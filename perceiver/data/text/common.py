@@ -141,7 +141,7 @@ class TextDataModule(pl.LightningDataModule):
             return self.hub_identity()
         if self.source == "sample":
             return sources.sample_identity()
-        return sources.local_identity(self.source)
+        return sources.local_identity(self.source, exclude=self.dataset_dir)
 
     def load_source(self) -> DatasetDict:
         """Raw documents of the configured source, split and limited to ``max_documents``."""

@@ -187,6 +187,7 @@ def hub_identity(path: str, name: Optional[str], revision: Optional[str]) -> dic
 # ---------------------------------------------------------------------------------------------------------------
 
 TEXT_SUFFIXES = (".txt", ".parquet")
+IDENTITY_SUFFIXES = (*TEXT_SUFFIXES, ".arrow", ".json")  # what load_local may read
 
 
 def _is_saved_dataset(path: Path) -> bool:
@@ -201,17 +202,23 @@ def _list_files(root: Path) -> list[Path]:
     return found
 
 
-def local_identity(path: str) -> dict[str, Any]:
-    """Identity of a local source: every file's relative path, size and modification time."""
+def local_identity(path: str, exclude: Optional[str] = None) -> dict[str, Any]:
+    """Identity of a local source: relative path, size and modification time of every file it may read.
+
+    ``exclude`` (the cache directory, if it lies inside the source) is skipped.
+    """
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"data source path does not exist: {root} (--data.source)")
     if not root.is_dir():
         raise NotADirectoryError(f"data source must be a directory of .txt/.parquet files or a saved dataset: {root}")
     h = hashlib.sha256()
+    skip = Path(exclude).resolve() if exclude else None
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if (Path(dirpath) / d).resolve() != skip)
         for f in sorted(filenames):
+            if not f.endswith(IDENTITY_SUFFIXES):
+                continue
             p = Path(dirpath) / f
             try:
                 st = p.stat()
