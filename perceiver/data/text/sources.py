@@ -16,12 +16,13 @@ import hashlib
 import logging
 import os
 import re
-import socket
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Optional
-from urllib.parse import urlparse
 
 import datasets
+import datasets.config
 from datasets import Dataset, DatasetDict
 
 logger = logging.getLogger(__name__)
@@ -150,28 +151,42 @@ def hub_offline() -> bool:
 
 
 def hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    from huggingface_hub import constants
+
+    return os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
 
 
-def check_hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> None:
-    """Open a TCP connection to the Hub endpoint or raise ``HubUnreachableError`` within ``timeout`` seconds."""
-    url = urlparse(hub_endpoint())
-    host = url.hostname or "huggingface.co"
-    port = url.port or (443 if url.scheme == "https" else 80)
+def check_hub_reachable(path: str, timeout: float = HUB_PROBE_TIMEOUT_S) -> None:
+    """Ask the Hub API about dataset ``path`` or raise ``HubUnreachableError`` within about ``timeout`` seconds.
+
+    An answer of 200 (or 401/403: gated, left to ``datasets`` to report) counts as reachable. Anything else, e.g. a
+    connection error, a timeout or a proxy's error page, does not.
+    """
+    url = f"{hub_endpoint().rstrip('/')}/api/datasets/{path}"
     try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as e:
-        raise HubUnreachableError(f"the Hugging Face Hub ({hub_endpoint()}) is unreachable: {e}. {OFFLINE_HINT}")
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):
+            return
+        problem = f"HTTP {e.code} from {url}"
+    except (OSError, ValueError) as e:  # URLError, socket timeout, bad URL
+        problem = f"{url}: {getattr(e, 'reason', e)}"
+    raise HubUnreachableError(f"the Hugging Face Hub is unreachable ({problem}). {OFFLINE_HINT}")
 
 
 def load_hub(path: str, name: Optional[str], revision: Optional[str], **kwargs: Any) -> DatasetDict:
     """``datasets.load_dataset`` that fails fast when the Hub is offline or unreachable.
 
-    With ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` set, ``datasets`` itself fails immediately unless the dataset is
-    in its local cache, so no probe is needed.
+    When ``datasets`` runs in offline mode (``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` set before it was imported),
+    it fails immediately unless the dataset is in its local cache, so it is called without a probe. Offline
+    variables set after ``datasets`` was imported are not seen by it, so then we fail right away.
     """
-    if not hub_offline():
-        check_hub_reachable()
+    if hub_offline():
+        if not datasets.config.HF_HUB_OFFLINE:
+            raise HubUnreachableError(f"the Hugging Face Hub is offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE). {OFFLINE_HINT}")
+    else:
+        check_hub_reachable(path)
     try:
         return datasets.load_dataset(path, name, revision=revision, **kwargs)
     except ConnectionError as e:

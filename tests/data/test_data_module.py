@@ -1,0 +1,254 @@
+"""TextDataModule: properties, clm batches, padding, shifting, caching and offline behaviour."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from perceiver.data.text import HubUnreachableError, TextDataModule, WikipediaDataModule, WikiTextDataModule
+
+IGNORE = -100
+
+
+def test_properties_available_after_init():
+    dm = WikiTextDataModule(max_seq_len=1024)  # source=hub, but nothing is loaded yet
+    assert dm.vocab_size == 262 == len(dm.tokenizer)
+    assert dm.max_seq_len == 1024
+    assert dm.tokenizer.pad_token_id == 0 and dm.tokenizer.mask_token_id == 3
+    assert dm.padding_side == "right" and WikiTextDataModule(task="clm").padding_side == "left"
+
+
+def test_argument_validation():
+    with pytest.raises(ValueError, match="--data.padding_side=left"):
+        WikipediaDataModule(task="clm", padding_side="right")
+    with pytest.raises(ValueError, match="max_seq_len must be positive"):
+        WikipediaDataModule(max_seq_len=0)
+    dm = WikipediaDataModule(max_seq_len=4096)
+    dm.check_max_seq_len(4096)
+    with pytest.raises(ValueError, match="--data.max_seq_len=2048"):
+        dm.check_max_seq_len(2048)
+
+
+def _stream(dm, split="train") -> np.ndarray:
+    return np.fromfile(dm.cache_dir / f"{split}.tokens.bin", dtype=dm.manifest["dtype"]).astype(np.int64)
+
+
+def test_clm_labels_are_inputs_shifted_by_one(sample_clm):
+    n, stream = sample_clm.max_seq_len, _stream(sample_clm)
+    batch = sample_clm.collator([sample_clm.ds_train[i] for i in (0, 1, 7)])
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["pad_mask"].shape == (3, n)
+    for row, i in enumerate((0, 1, 7)):
+        assert batch["input_ids"][row].tolist() == stream[i * n : i * n + n].tolist()
+        assert batch["labels"][row].tolist() == stream[i * n + 1 : i * n + n + 1].tolist()
+    assert not batch["pad_mask"].any()
+    # every token of the stream after the first is a target exactly once
+    assert len(sample_clm.ds_train) == -(-(len(stream) - 1) // n)
+
+
+def test_clm_last_example_is_left_padded(sample_clm):
+    n, stream = sample_clm.max_seq_len, _stream(sample_clm, "validation")
+    last = len(sample_clm.ds_valid) - 1
+    batch = sample_clm.collator([sample_clm.ds_valid[last]])
+    num_inputs = len(stream) - 1 - last * n
+    assert 0 < num_inputs < n
+    pad = batch["pad_mask"][0]
+    assert pad[: n - num_inputs].all() and not pad[n - num_inputs :].any()
+    assert (batch["input_ids"][0][pad] == 0).all() and (batch["labels"][0][pad] == IGNORE).all()
+    assert batch["labels"][0][-1] == stream[-1]
+
+
+def test_random_shift_varies_windows_of_the_stream(sample_dir):
+    dm = WikipediaDataModule(
+        source="sample", dataset_dir=sample_dir, max_seq_len=256, task="clm", random_train_shift=True, num_workers=0
+    )
+    dm.setup()
+    stream, n = _stream(dm), 256
+    torch.manual_seed(0)
+    windows = [dm.ds_train[3]["input_ids"] for _ in range(20)]
+    assert len({tuple(w.tolist()) for w in windows}) > 10
+    for w in windows:
+        starts = [s for s in range(3 * n, 4 * n) if stream[s] == w[0] and np.array_equal(stream[s : s + n + 1], w)]
+        assert starts and len(w) == n + 1
+    assert not dm.ds_valid.random_shift
+
+
+def test_mlm_right_padding(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("word " * 30)
+    (src / "b.txt").write_text("tail")
+    dm = WikipediaDataModule(source=str(src), dataset_dir=str(tmp_path / "d"), max_seq_len=64, valid_every=2)
+    dm.setup()
+    batch = dm.collator([dm.ds_valid[0]])
+    assert batch["pad_mask"][0].tolist() == [False] * 4 + [True] * 60
+    assert (batch["input_ids"][0, 4:] == 0).all() and (batch["labels"][0, 4:] == IGNORE).all()
+
+
+def test_dataloader_with_worker_processes(sample_mlm):
+    dm = WikipediaDataModule(source="sample", dataset_dir=sample_mlm.dataset_dir, max_seq_len=512, num_workers=2)
+    dm.setup()
+    assert not dm.cache_was_built
+    batches = [b for _, b in zip(range(3), dm.val_dataloader())]
+    assert all(b["input_ids"].shape == (16, 512) for b in batches)
+
+
+# -- cache ---------------------------------------------------------------------------------------------------------
+
+
+def _module(tmp_path, **kwargs) -> TextDataModule:
+    defaults = dict(source="sample", dataset_dir=str(tmp_path), max_seq_len=128, max_documents=12, num_workers=0)
+    return WikipediaDataModule(**{**defaults, **kwargs})
+
+
+def test_cache_key_covers_every_setting_that_changes_the_data(tmp_path):
+    base = _module(tmp_path).cache_dir
+    changed = [
+        dict(tokenizer="deepmind/language-perceiver", add_special_tokens=True),
+        dict(add_eos_token=True),
+        dict(max_documents=13),
+        dict(valid_every=5),
+        dict(task="clf"),
+        dict(static_masking=True),
+        dict(source=str(tmp_path)),
+    ]
+    dirs = {str(_module(tmp_path, **kw).cache_dir) for kw in changed}
+    assert len(dirs) == len(changed) and str(base) not in dirs
+    assert WikiTextDataModule(source="sample", dataset_dir=str(tmp_path)).cache_dir.name.startswith("wikitext-")
+    assert WikiTextDataModule(config="wikitext-2-raw-v1").cache_dir != WikiTextDataModule().cache_dir
+    assert WikiTextDataModule(revision="abc").cache_dir != WikiTextDataModule().cache_dir
+    # windows are cut at read time: these settings reuse the same tokens
+    for kw in (dict(max_seq_len=64), dict(task="clm"), dict(batch_size=3), dict(random_train_shift=True)):
+        assert _module(tmp_path, **kw).cache_dir == base
+    # static masks depend on the window length and mask settings
+    static = _module(tmp_path, static_masking=True).cache_dir
+    for kw in (dict(max_seq_len=64), dict(mask_prob=0.2), dict(mask_words=False), dict(seed=1)):
+        assert _module(tmp_path, static_masking=True, **kw).cache_dir != static
+
+
+def test_local_source_key_tracks_file_changes(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("one two three")
+    (src / "b.txt").write_text("four five")
+    before = _module(tmp_path, source=str(src)).cache_dir
+    (src / "a.txt").write_text("one two three four")
+    assert _module(tmp_path, source=str(src)).cache_dir != before
+
+
+def test_second_setup_reuses_cache(tmp_path, caplog):
+    first = _module(tmp_path)
+    first.setup()
+    assert first.cache_was_built
+    mtime = (first.cache_dir / "train.tokens.bin").stat().st_mtime_ns
+    second = _module(tmp_path)
+    with caplog.at_level("INFO", logger="perceiver.data.text.common"):
+        second.setup()
+    assert not second.cache_was_built and "reusing preprocessed data" in caplog.text
+    assert (second.cache_dir / "train.tokens.bin").stat().st_mtime_ns == mtime
+    manifest = json.loads((second.cache_dir / "manifest.json").read_text())
+    assert manifest["splits"]["train"]["num_documents"] == 12
+    assert manifest["settings"]["source"]["source"] == "sample"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "no_manifest", "bad_manifest"])
+def test_corrupt_cache_is_rebuilt(tmp_path, damage, caplog):
+    dm = _module(tmp_path)
+    dm.setup()
+    expected = dm.ds_train[2]["input_ids"].clone()
+    tokens, manifest = dm.cache_dir / "train.tokens.bin", dm.cache_dir / "manifest.json"
+    if damage == "truncate":
+        os.truncate(tokens, tokens.stat().st_size - 10)
+    elif damage == "flip":
+        data = bytearray(tokens.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        tokens.write_bytes(bytes(data))
+    elif damage == "no_manifest":
+        manifest.unlink()
+    else:
+        manifest.write_text("{ not json")
+    again = _module(tmp_path)
+    with caplog.at_level("WARNING"):
+        again.setup()
+    assert again.cache_was_built and "corrupt" in caplog.text
+    assert torch.equal(again.ds_train[2]["input_ids"], expected)
+
+
+def test_interrupted_build_leaves_no_cache(tmp_path, monkeypatch):
+    dm = _module(tmp_path)
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("perceiver.data.text.preprocess.file_checksum", fail)
+    with pytest.raises(KeyboardInterrupt):
+        dm.setup()
+    assert not dm.cache_dir.exists() and not list((tmp_path / "preproc").iterdir())
+    monkeypatch.undo()
+    _module(tmp_path).setup()
+
+
+# -- offline hub -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("var", ["HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"])
+def test_hub_offline_env_fails_fast(tmp_path, monkeypatch, var):
+    monkeypatch.setenv(var, "1")
+    start = time.monotonic()
+    with pytest.raises(HubUnreachableError, match=r"--data\.source=sample.*--data\.source=/path/to/dir"):
+        WikiTextDataModule(dataset_dir=str(tmp_path), max_seq_len=128).setup()
+    assert time.monotonic() - start < 5
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("endpoint", ["closed", "silent", "unroutable"])
+def test_unreachable_hub_fails_fast(tmp_path, monkeypatch, endpoint):
+    """A refused connection, a server that never answers (probe timeout, 3 s) and an unroutable address."""
+    for var in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # accepts connections into the backlog, never answers
+        urls = {
+            "closed": f"http://127.0.0.1:{_closed_port()}",
+            "silent": f"http://127.0.0.1:{silent.getsockname()[1]}",
+            "unroutable": "http://10.255.255.1:81",
+        }
+        monkeypatch.setenv("HF_ENDPOINT", urls[endpoint])
+        start = time.monotonic()
+        with pytest.raises(HubUnreachableError, match=r"unreachable.*--data\.source=sample"):
+            WikipediaDataModule(dataset_dir=str(tmp_path), max_seq_len=128).setup()
+        assert time.monotonic() - start < 5
+
+
+def test_hub_source_uses_existing_cache_offline(tmp_path, monkeypatch):
+    """Once preprocessed, a hub source needs no network: the cache key holds the dataset id and revision."""
+    dm = WikiTextDataModule(dataset_dir=str(tmp_path), max_seq_len=128, num_workers=0)
+    monkeypatch.setattr(dm, "load_hub_source", lambda: _module(tmp_path).load_source())
+    dm.setup()
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    again = WikiTextDataModule(dataset_dir=str(tmp_path), max_seq_len=128, num_workers=0)
+    again.setup()
+    assert not again.cache_was_built and len(again.ds_train) == len(dm.ds_train)
+
+
+def test_cli_signature_has_documented_arguments():
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_class_arguments(WikiTextDataModule, "data")
+    cfg = parser.parse_args(["--data.source=sample", "--data.task=clm", "--data.config=wikitext-2-raw-v1"])
+    assert cfg.data.max_seq_len == 4096 and cfg.data.padding_side is None and cfg.data.config == "wikitext-2-raw-v1"
+    help_text = parser.format_help()
+    assert "Whole words" in help_text or "whole words" in help_text
+    assert "--data.random_train_shift" in help_text and "--data.preproc_workers" in help_text
