@@ -84,7 +84,13 @@ def test_dynamic_masking_differs_between_epochs(sample_mlm):
 
 
 def test_static_masking_is_fixed_and_cached_separately(tmp_path, sample_mlm):
-    kwargs = dict(source="sample", dataset_dir=str(tmp_path), max_seq_len=512, num_workers=0, max_documents=20)
+    kwargs = {
+        "source": "sample",
+        "dataset_dir": str(tmp_path),
+        "max_seq_len": 512,
+        "num_workers": 0,
+        "max_documents": 20,
+    }
     dm = WikipediaDataModule(static_masking=True, **kwargs)
     dm.setup()
     assert dm.cache_dir != WikipediaDataModule(**kwargs).cache_dir

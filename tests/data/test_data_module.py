@@ -102,20 +102,26 @@ def test_dataloader_with_worker_processes(sample_mlm):
 
 
 def _module(tmp_path, **kwargs) -> TextDataModule:
-    defaults = dict(source="sample", dataset_dir=str(tmp_path), max_seq_len=128, max_documents=12, num_workers=0)
+    defaults = {
+        "source": "sample",
+        "dataset_dir": str(tmp_path),
+        "max_seq_len": 128,
+        "max_documents": 12,
+        "num_workers": 0,
+    }
     return WikipediaDataModule(**{**defaults, **kwargs})
 
 
 def test_cache_key_covers_every_setting_that_changes_the_data(tmp_path):
     base = _module(tmp_path).cache_dir
     changed = [
-        dict(tokenizer="deepmind/language-perceiver", add_special_tokens=True),
-        dict(add_eos_token=True),
-        dict(max_documents=13),
-        dict(valid_every=5),
-        dict(task="clf"),
-        dict(static_masking=True),
-        dict(source=str(tmp_path)),
+        {"tokenizer": "deepmind/language-perceiver", "add_special_tokens": True},
+        {"add_eos_token": True},
+        {"max_documents": 13},
+        {"valid_every": 5},
+        {"task": "clf"},
+        {"static_masking": True},
+        {"source": str(tmp_path)},
     ]
     dirs = {str(_module(tmp_path, **kw).cache_dir) for kw in changed}
     assert len(dirs) == len(changed) and str(base) not in dirs
@@ -123,11 +129,11 @@ def test_cache_key_covers_every_setting_that_changes_the_data(tmp_path):
     assert WikiTextDataModule(config="wikitext-2-raw-v1").cache_dir != WikiTextDataModule().cache_dir
     assert WikiTextDataModule(revision="abc").cache_dir != WikiTextDataModule().cache_dir
     # windows are cut at read time: these settings reuse the same tokens
-    for kw in (dict(max_seq_len=64), dict(task="clm"), dict(batch_size=3), dict(random_train_shift=True)):
+    for kw in ({"max_seq_len": 64}, {"task": "clm"}, {"batch_size": 3}, {"random_train_shift": True}):
         assert _module(tmp_path, **kw).cache_dir == base
     # static masks depend on the window length and mask settings
     static = _module(tmp_path, static_masking=True).cache_dir
-    for kw in (dict(max_seq_len=64), dict(mask_prob=0.2), dict(mask_words=False), dict(seed=1)):
+    for kw in ({"max_seq_len": 64}, {"mask_prob": 0.2}, {"mask_words": False}, {"seed": 1}):
         assert _module(tmp_path, static_masking=True, **kw).cache_dir != static
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from perceiver.data.text import TextFilesDataModule, WikiTextDataModule
 from perceiver.data.text.preprocess import DocumentEncoder
-from perceiver.data.text.sources import load_local, load_sample, load_sample_articles, read_text_file
+from perceiver.data.text.sample import load_sample_articles
+from perceiver.data.text.sources import load_local, load_sample, read_text_file
 from perceiver.model.text.tokenizer import load_tokenizer
 
 
@@ -173,4 +174,4 @@ def test_clf_labels_from_directory_names(tmp_path):
     assert batch["labels"].shape == (6,) and batch["input_ids"].shape == (6, 32)
     for ids, label in zip(batch["input_ids"], batch["labels"]):
         assert bytes((ids[:3] - 6).tolist()) == [b"neg", b"pos"][label]
-    assert np.all(batch["pad_mask"].numpy() == False)  # noqa: E712 (documents are longer than 32 tokens)
+    assert np.all(batch["pad_mask"].numpy() == False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import numpy as np
@@ -17,7 +17,7 @@ import torch
 from datasets import DatasetDict
 from torch.utils.data import DataLoader, Dataset
 
-from perceiver.data.text import masking, sources
+from perceiver.data.text import masking, sample, sources
 from perceiver.data.text.examples import DocumentDataset, TextCollator, TokenStreamDataset
 from perceiver.data.text.preprocess import build_cache, cache_key, open_cache
 from perceiver.model.text.tokenizer import load_tokenizer
@@ -62,7 +62,7 @@ class TextDataModule(pl.LightningDataModule):
         pin_memory: Pin batches in page-locked memory.
     """
 
-    name = "text"
+    cache_name = "text"
 
     def __init__(
         self,
@@ -76,16 +76,16 @@ class TextDataModule(pl.LightningDataModule):
         static_masking: bool = False,
         add_special_tokens: bool = False,
         add_eos_token: bool = False,
-        padding_side: Optional[Literal["left", "right"]] = None,
+        padding_side: Literal["left", "right"] | None = None,
         random_train_shift: bool = False,
         random_valid_shift: bool = False,
         valid_every: int = 10,
-        max_documents: Optional[int] = None,
+        max_documents: int | None = None,
         seed: int = 0,
         batch_size: int = 16,
-        valid_batch_size: Optional[int] = None,
+        valid_batch_size: int | None = None,
         num_workers: int = 1,
-        preproc_workers: Optional[int] = None,
+        preproc_workers: int | None = None,
         pin_memory: bool = False,
     ):
         super().__init__()
@@ -97,9 +97,9 @@ class TextDataModule(pl.LightningDataModule):
         self.padding_side: Literal["left", "right"] = padding_side or ("left" if task == "clm" else "right")
         self.tokenizer = load_tokenizer(tokenizer)
         self._max_seq_len = max_seq_len
-        self.ds_train: Optional[Dataset] = None
-        self.ds_valid: Optional[Dataset] = None
-        self.manifest: Optional[dict[str, Any]] = None
+        self.ds_train: Dataset | None = None
+        self.ds_valid: Dataset | None = None
+        self.manifest: dict[str, Any] | None = None
         self.cache_was_built = False
 
     # -- properties the CLI links to the model -------------------------------------------------------------------
@@ -140,7 +140,7 @@ class TextDataModule(pl.LightningDataModule):
         if self.source == "hub":
             return self.hub_identity()
         if self.source == "sample":
-            return sources.sample_identity()
+            return sample.sample_identity()
         return sources.local_identity(self.source, exclude=self.dataset_dir)
 
     def load_source(self) -> DatasetDict:
@@ -160,7 +160,7 @@ class TextDataModule(pl.LightningDataModule):
         """Every setting that changes the preprocessed data (and nothing else: windows are cut at read time)."""
         hp = self.hparams
         settings = {
-            "module": self.name,
+            "module": self.cache_name,
             "source": self.source_identity(),
             "tokenizer": hp.tokenizer,
             "add_special_tokens": hp.add_special_tokens,
@@ -184,7 +184,7 @@ class TextDataModule(pl.LightningDataModule):
 
     @property
     def cache_dir(self) -> Path:
-        return Path(self.dataset_dir) / "preproc" / f"{self.name}-{cache_key(self.cache_settings())}"
+        return Path(self.dataset_dir) / "preproc" / f"{self.cache_name}-{cache_key(self.cache_settings())}"
 
     def prepare_data(self) -> None:
         """Tokenize and cache the source unless an intact cache exists."""
@@ -201,7 +201,7 @@ class TextDataModule(pl.LightningDataModule):
         self.cache_was_built = True
         logger.info("preprocessed data written to %s", cache_dir)
 
-    def setup(self, stage: Optional[str] = None) -> None:
+    def setup(self, stage: str | None = None) -> None:
         self.prepare_data()
         cache_dir = self.cache_dir
         manifest = open_cache(cache_dir)
@@ -218,25 +218,19 @@ class TextDataModule(pl.LightningDataModule):
             return DocumentDataset(self.cache_dir, split, dtype, n, random_shift)
         num_tokens = self.manifest["splits"][split]["num_tokens"]
         window = n + 1 if self.task == "clm" else n
-        return TokenStreamDataset(self.cache_dir, split, dtype, num_tokens, n, window, random_shift, self.static_masking)
+        return TokenStreamDataset(
+            self.cache_dir, split, dtype, num_tokens, n, window, random_shift, self.static_masking
+        )
 
     # -- batches ---------------------------------------------------------------------------------------------------
 
-    def mask_fn(self, generator: Optional[torch.Generator] = None):
+    def masker(self, generator: torch.Generator | None = None) -> masking.WordMasker:
         """Masking function ``(input_ids, pad_mask) -> (masked_ids, labels)`` with this module's settings."""
-        classes = masking.token_classes(self.tokenizer, whole_words=self.hparams.mask_words)
-        random_ids = masking.random_token_ids(self.tokenizer)
-        mask_id, prob = self.tokenizer.mask_token_id, self.hparams.mask_prob
-        if mask_id is None:
-            raise ValueError(f"task=mlm needs a tokenizer with a mask token; {self.hparams.tokenizer!r} has none")
-
-        def fn(input_ids: torch.Tensor, pad_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return masking.mask_words(input_ids, pad_mask, classes, random_ids, mask_id, prob, generator)
-
-        return fn
+        hp = self.hparams
+        return masking.WordMasker.for_tokenizer(self.tokenizer, hp.mask_prob, hp.mask_words, generator=generator)
 
     def _numpy_mask_fn(self):
-        fn = self.mask_fn(torch.Generator().manual_seed(self.hparams.seed))
+        fn = self.masker(torch.Generator().manual_seed(self.hparams.seed))
 
         def np_fn(ids: np.ndarray, pad_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             masked, labels = fn(torch.from_numpy(ids), torch.from_numpy(pad_mask))
@@ -252,7 +246,7 @@ class TextDataModule(pl.LightningDataModule):
             max_seq_len=self.max_seq_len,
             pad_token_id=self.tokenizer.pad_token_id,
             padding_side=self.padding_side,
-            mask_fn=self.mask_fn() if dynamic else None,
+            mask_fn=self.masker() if dynamic else None,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -261,7 +255,7 @@ class TextDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.ds_valid, self.hparams.valid_batch_size or self.hparams.batch_size, shuffle=False)
 
-    def _loader(self, ds: Optional[Dataset], batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, ds: Dataset | None, batch_size: int, shuffle: bool) -> DataLoader:
         if ds is None:
             raise RuntimeError("call setup() before requesting a dataloader")
         workers = self.hparams.num_workers

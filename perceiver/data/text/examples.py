@@ -17,8 +17,9 @@ Batch format (``TextCollator``)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -150,7 +151,7 @@ class TextCollator:
         max_seq_len: int,
         pad_token_id: int,
         padding_side: Literal["left", "right"],
-        mask_fn: Optional[Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = None,
+        mask_fn: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
     ):
         self.task = task
         self.max_seq_len = max_seq_len

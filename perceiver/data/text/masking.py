@@ -17,7 +17,7 @@ Each selected word is replaced as a whole: 80% by ``[MASK]``, 10% by random non-
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -88,7 +88,7 @@ def mask_words(
     random_ids: torch.Tensor,
     mask_token_id: int,
     mask_prob: float = 0.15,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask whole words of ``input_ids`` (B, N).
 
@@ -119,3 +119,30 @@ def mask_words(
         picks = torch.randint(len(random_ids), (num_random,), generator=generator)
         masked_ids[to_random] = random_ids[picks]
     return masked_ids, labels
+
+
+@dataclass
+class WordMasker:
+    """``mask_words`` bound to a tokenizer's tables: ``(input_ids, pad_mask) -> (masked_ids, labels)``.
+
+    A plain picklable object, so it can be a DataLoader worker's collate function.
+    """
+
+    classes: torch.Tensor
+    random_ids: torch.Tensor
+    mask_token_id: int
+    mask_prob: float = 0.15
+    generator: torch.Generator | None = None
+
+    @classmethod
+    def for_tokenizer(
+        cls, tokenizer: PreTrainedTokenizerBase, mask_prob: float, whole_words: bool = True, **kwargs
+    ) -> WordMasker:
+        if tokenizer.mask_token_id is None:
+            raise ValueError(f"masked language modeling needs a mask token; {tokenizer.name_or_path!r} has none")
+        classes, random_ids = token_classes(tokenizer, whole_words), random_token_ids(tokenizer)
+        return cls(classes, random_ids, tokenizer.mask_token_id, mask_prob, **kwargs)
+
+    def __call__(self, input_ids: torch.Tensor, pad_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        args = (self.classes, self.random_ids, self.mask_token_id, self.mask_prob, self.generator)
+        return mask_words(input_ids, pad_mask, *args)

@@ -26,8 +26,9 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import numpy as np
 from datasets import Dataset, DatasetDict
@@ -107,7 +108,7 @@ class DocumentEncoder:
             result["label"] = [batch["label"][i] for i in keep]
         return result
 
-    def iter_encoded(self, ds: Dataset, num_proc: Optional[int], batch_size: int = 1000) -> Iterator[tuple]:
+    def iter_encoded(self, ds: Dataset, num_proc: int | None, batch_size: int = 1000) -> Iterator[tuple]:
         """``(token ids, label or None)`` of all non-empty documents of ``ds``, in order.
 
         Non-byte tokenizers run in ``num_proc`` processes.
@@ -137,7 +138,7 @@ def _write_split(
     encoder: DocumentEncoder,
     dtype: np.dtype,
     documents: bool,
-    num_proc: Optional[int],
+    num_proc: int | None,
     describe: str,
 ) -> dict[str, int]:
     num_tokens, offsets, labels = 0, [0], []
@@ -177,9 +178,9 @@ def build_cache(
     dsd: DatasetDict,
     tokenizer: PreTrainedTokenizerBase,
     settings: dict[str, Any],
-    preproc_workers: Optional[int] = None,
-    static_mask: Optional[tuple[int, MaskFn]] = None,
-    extra: Optional[dict[str, Any]] = None,
+    preproc_workers: int | None = None,
+    static_mask: tuple[int, MaskFn] | None = None,
+    extra: dict[str, Any] | None = None,
     describe: str = "the source",
 ) -> dict[str, Any]:
     """Tokenize ``dsd`` into ``cache_dir`` (atomically) and return the manifest.
@@ -215,7 +216,7 @@ def build_cache(
     return manifest
 
 
-def open_cache(cache_dir: Path) -> Optional[dict[str, Any]]:
+def open_cache(cache_dir: Path) -> dict[str, Any] | None:
     """The manifest of a complete, intact cache; ``None`` if missing. A corrupt cache is deleted (``None``)."""
     if not cache_dir.exists():
         return None
@@ -227,7 +228,7 @@ def open_cache(cache_dir: Path) -> Optional[dict[str, Any]]:
     return None
 
 
-def _check_cache(cache_dir: Path) -> Optional[str]:
+def _check_cache(cache_dir: Path) -> str | None:
     try:
         manifest = json.loads((cache_dir / MANIFEST).read_text())
         if manifest.get("format") != CACHE_FORMAT:

@@ -10,8 +10,6 @@ Source identities (``*_identity``) are small JSON-able dicts that enter the cach
 
 from __future__ import annotations
 
-import bz2
-import functools
 import hashlib
 import logging
 import os
@@ -19,7 +17,7 @@ import re
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import datasets
 import datasets.config
@@ -27,8 +25,6 @@ from datasets import Dataset, DatasetDict
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_FILE = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
-SAMPLE_FORMAT = 1  # bump when sample text cleaning changes
 HUB_PROBE_TIMEOUT_S = 3.0
 VALID_DIR_NAMES = ("validation", "valid", "val")
 
@@ -67,74 +63,17 @@ def split_dataset(ds: Dataset, valid_every: int) -> DatasetDict:
     return DatasetDict(train=ds.select(train_idx), validation=ds.select(valid_idx))
 
 
-def limit_documents(dsd: DatasetDict, max_documents: Optional[int]) -> DatasetDict:
+def load_sample(valid_every: int) -> DatasetDict:
+    """The gensim Wikipedia sample (see ``perceiver.data.text.sample``), split by article index."""
+    from perceiver.data.text.sample import load_sample_articles
+
+    return split_dataset(Dataset.from_list(list(load_sample_articles())), valid_every)
+
+
+def limit_documents(dsd: DatasetDict, max_documents: int | None) -> DatasetDict:
     if max_documents is None:
         return dsd
     return DatasetDict({k: v.select(range(min(len(v), max_documents))) for k, v in dsd.items()})
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Wikipedia sample (gensim)
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def sample_path() -> Path:
-    """Path of the 106-article English Wikipedia dump inside the installed gensim package."""
-    import gensim
-
-    path = Path(gensim.__file__).parent / SAMPLE_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"Wikipedia sample not found at {path}; reinstall gensim (pip install gensim>=4.3)")
-    return path
-
-
-def sample_identity() -> dict[str, Any]:
-    st = sample_path().stat()
-    return {"source": "sample", "file": SAMPLE_FILE, "bytes": st.st_size, "format": SAMPLE_FORMAT}
-
-
-_HEADING = re.compile(r"^(={2,6})\s*(.*?)\s*\1\s*$", re.MULTILINE)
-_QUOTES = re.compile(r"'{2,}")
-_EMPTY_PARENS = re.compile(r"\(\s*[,;]?\s*\)")
-_SPACES = re.compile(r"[ \t]{2,}")
-_BLANK_LINES = re.compile(r"\n\s*\n(\s*\n)+")
-
-
-def wiki_to_text(title: str, markup: str) -> str:
-    """Turn wiki markup into readable plain text: title, paragraphs, headings as plain lines."""
-    from gensim.corpora.wikicorpus import filter_wiki
-
-    text = filter_wiki(markup)
-    text = _HEADING.sub(lambda m: "\n" + m.group(2), text)
-    text = _QUOTES.sub("", text)
-    text = _EMPTY_PARENS.sub("", text)
-    text = _SPACES.sub(" ", text)
-    lines = [line.strip() for line in text.split("\n")]
-    text = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
-    return f"{title}\n\n{text}\n" if text else ""
-
-
-@functools.lru_cache(maxsize=1)
-def load_sample_articles() -> tuple[dict[str, str], ...]:
-    """Parse the gensim sample dump into ``({"title", "text"}, ...)``: namespace 0, no redirects, no empty pages.
-
-    Parsing takes a few seconds; the result is kept for the life of the process.
-    """
-    from gensim.corpora.wikicorpus import extract_pages
-
-    articles = []
-    with bz2.open(sample_path()) as f:
-        for title, markup, _ in extract_pages(f, filter_namespaces=("0",)):
-            if markup.lstrip()[:9].lower() == "#redirect":
-                continue
-            text = wiki_to_text(title, markup)
-            if text:
-                articles.append({"title": title, "text": text})
-    return tuple(articles)
-
-
-def load_sample(valid_every: int) -> DatasetDict:
-    return split_dataset(Dataset.from_list(list(load_sample_articles())), valid_every)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -175,7 +114,7 @@ def check_hub_reachable(path: str, timeout: float = HUB_PROBE_TIMEOUT_S) -> None
     raise HubUnreachableError(f"the Hugging Face Hub is unreachable ({problem}). {OFFLINE_HINT}")
 
 
-def load_hub(path: str, name: Optional[str], revision: Optional[str], **kwargs: Any) -> DatasetDict:
+def load_hub(path: str, name: str | None, revision: str | None, **kwargs: Any) -> DatasetDict:
     """``datasets.load_dataset`` that fails fast when the Hub is offline or unreachable.
 
     When ``datasets`` runs in offline mode (``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` set before it was imported),
@@ -184,7 +123,9 @@ def load_hub(path: str, name: Optional[str], revision: Optional[str], **kwargs: 
     """
     if hub_offline():
         if not datasets.config.HF_HUB_OFFLINE:
-            raise HubUnreachableError(f"the Hugging Face Hub is offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE). {OFFLINE_HINT}")
+            raise HubUnreachableError(
+                f"the Hugging Face Hub is offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE). {OFFLINE_HINT}"
+            )
     else:
         check_hub_reachable(path)
     try:
@@ -193,7 +134,7 @@ def load_hub(path: str, name: Optional[str], revision: Optional[str], **kwargs: 
         raise HubUnreachableError(f"cannot load {path!r} ({name}) from the Hugging Face Hub: {e}. {OFFLINE_HINT}")
 
 
-def hub_identity(path: str, name: Optional[str], revision: Optional[str]) -> dict[str, Any]:
+def hub_identity(path: str, name: str | None, revision: str | None) -> dict[str, Any]:
     return {"source": "hub", "path": path, "name": name, "revision": revision or "main"}
 
 
@@ -217,7 +158,7 @@ def _list_files(root: Path) -> list[Path]:
     return found
 
 
-def local_identity(path: str, exclude: Optional[str] = None) -> dict[str, Any]:
+def local_identity(path: str, exclude: str | None = None) -> dict[str, Any]:
     """Identity of a local source: relative path, size and modification time of every file it may read.
 
     ``exclude`` (the cache directory, if it lies inside the source) is skipped.

@@ -24,7 +24,7 @@ class TextFilesDataModule(TextDataModule):
         **kwargs: ``TextDataModule`` arguments (``tokenizer``, ``max_seq_len``, ``task``, ...).
     """
 
-    name = "textfiles"
+    cache_name = "textfiles"
 
     def __init__(self, source: str, **kwargs: Any):
         if source == "hub":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from datasets import DatasetDict
 
@@ -20,10 +20,10 @@ class WikipediaDataModule(TextDataModule):
             ``source="sample"`` uses the Wikipedia sample shipped with gensim.
     """
 
-    name = "wikipedia"
+    cache_name = "wikipedia"
     hub_path = "wikimedia/wikipedia"
 
-    def __init__(self, config: str = "20231101.en", revision: Optional[str] = None, **kwargs: Any):
+    def __init__(self, config: str = "20231101.en", revision: str | None = None, **kwargs: Any):
         self.config = config
         self.revision = revision
         super().__init__(**kwargs)

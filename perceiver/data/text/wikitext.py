@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from datasets import DatasetDict
 
@@ -20,13 +20,13 @@ class WikiTextDataModule(TextDataModule):
             ``source="sample"`` uses the Wikipedia sample shipped with gensim.
     """
 
-    name = "wikitext"
+    cache_name = "wikitext"
     hub_path = "Salesforce/wikitext"
 
     def __init__(
         self,
         config: Literal["wikitext-103-raw-v1", "wikitext-2-raw-v1"] = "wikitext-103-raw-v1",
-        revision: Optional[str] = None,
+        revision: str | None = None,
         **kwargs: Any,
     ):
         self.config = config
