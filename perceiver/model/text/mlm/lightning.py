@@ -1,0 +1,103 @@
+"""Lightning module of the masked language model: loss, masked-token accuracy and fill-mask samples."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+
+from perceiver.model.core.params import load_params
+from perceiver.model.text.mlm.backend import (
+    MaskedLanguageModel,
+    MaskedLanguageModelConfig,
+    TextDecoderConfig,
+    TextEncoderConfig,
+)
+from perceiver.model.text.mlm.fill import fill_masks
+from perceiver.model.text.tokenizer import BYTE_TOKENIZER
+from perceiver.training.module import LitModel
+
+DEFAULT_MASKED_SAMPLES = ["The capital of France is [MASK][MASK][MASK][MASK][MASK] and it is a beautiful city."]
+
+
+def field_hint(name: str) -> str:
+    """The config field behind a parameter name, for shape-mismatch errors."""
+    hints = [
+        ("txt_embedding", "encoder.vocab_size / encoder.num_input_channels"),
+        ("pos_embedding", "encoder.max_seq_len / encoder.num_input_channels"),
+        ("latents", "num_latents / num_latent_channels"),
+        ("output_query_provider", "decoder.max_seq_len / decoder.num_output_query_channels"),
+        ("output_adapter", "decoder.vocab_size"),
+        ("encoder.cross_attn", "encoder.num_cross_attention_qk_channels / num_cross_attention_v_channels"),
+        ("encoder.self_attn", "encoder.num_self_attention_qk_channels / num_self_attention_v_channels"),
+        ("decoder.cross_attn", "decoder.num_cross_attention_qk_channels / num_cross_attention_v_channels"),
+    ]
+    return next((field for key, field in hints if key in name), "the model config")
+
+
+def as_config(cls, value):
+    return value if isinstance(value, cls) else cls(**value)
+
+
+class LitMaskedLanguageModel(LitModel):
+    """Lightning wrapper of :class:`MaskedLanguageModel`. Takes the encoder and decoder configs and the remaining
+    :class:`MaskedLanguageModelConfig` fields (``num_latents``, ``num_latent_channels``, ...) as keyword arguments.
+
+    Args:
+        encoder: encoder config.
+        decoder: decoder config.
+        params: pretrained weights (see :class:`perceiver.training.LitModel`).
+        tokenizer: tokenizer for validation samples.
+        masked_samples: texts with ``[MASK]`` bytes filled after each validation and logged.
+        compile: wrap the model's forward in ``torch.compile``.
+    """
+
+    def __init__(
+        self,
+        encoder: TextEncoderConfig,
+        decoder: TextDecoderConfig,
+        *,
+        params: Optional[str] = None,
+        tokenizer: str = BYTE_TOKENIZER,
+        masked_samples: Optional[list[str]] = None,
+        compile: bool = False,
+        **kwargs,
+    ):
+        super().__init__(params=params, tokenizer=tokenizer, compile=compile)
+        self.config = MaskedLanguageModelConfig(
+            as_config(TextEncoderConfig, encoder), as_config(TextDecoderConfig, decoder), **kwargs
+        )
+        self.masked_samples = DEFAULT_MASKED_SAMPLES if masked_samples is None else masked_samples
+        hparams_config = dataclasses.asdict(self.config)
+        hparams_config["encoder"]["params"] = None
+        self.save_hyperparameters(
+            # weights come from the checkpoint itself, so loading it must not fetch ``params`` again
+            {**hparams_config, "params": None, "tokenizer": tokenizer,
+             "masked_samples": masked_samples, "compile": compile}
+        )
+        self.model = MaskedLanguageModel(self.config)
+        if self.config.encoder.params is not None:
+            load_params(self.model.encoder, self.config.encoder.params, field_hint, prefix="encoder.")
+        if params is not None:
+            load_params(self.model, params, field_hint)
+
+    @classmethod
+    def create(cls, config: MaskedLanguageModelConfig, **kwargs) -> "LitMaskedLanguageModel":
+        fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        return cls(**fields, **kwargs)
+
+    def loss_and_metrics(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        logits = self.model(batch["input_ids"], pad_mask=batch.get("pad_mask"))  # (B, N, V)
+        labels = batch["labels"]
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        targets = labels != -100
+        accuracy = (logits.argmax(dim=-1)[targets] == labels[targets]).float().mean()
+        return loss, {"masked_accuracy": accuracy}
+
+    def sample(self) -> Optional[str]:
+        if not self.masked_samples:
+            return None
+        filled = fill_masks(self.model, self.tokenizer, self.masked_samples)
+        return "\n".join(f"{src}\n-> {out}" for src, out in zip(self.masked_samples, filled))

@@ -1,0 +1,65 @@
+"""The shared Lightning CLI of the text scripts: config dataclasses become arguments (with their field docstrings
+as help), values known only from the data flow into the model through links, and every run gets checkpoints, an
+interrupt checkpoint, CSV metrics beside any other logger, and step-wise LR schedules."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import jsonargparse
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+import perceiver.training.optim  # noqa: F401  (makes --optimizer=Lamb resolvable)
+from perceiver.data.text import TextDataModule
+from perceiver.training.callbacks import InterruptCheckpoint, RNGState
+from perceiver.training.schedulers import CosineWithWarmupLR
+
+
+class TextCLI(LightningCLI):
+    def __init__(self, model_class, defaults: Optional[dict] = None, **kwargs):
+        jsonargparse.set_parsing_settings(docstring_parse_attribute_docstrings=True)
+        self.defaults = defaults or {}
+        super().__init__(
+            model_class,
+            TextDataModule,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"default_env": False},
+            **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "{step}"})
+        parser.link_arguments("data.init_args.tokenizer", "model.tokenizer", apply_on="parse")
+        parser.set_defaults(self.defaults)
+
+    def instantiate_trainer(self, **kwargs):
+        extra = [InterruptCheckpoint(), RNGState(), LearningRateMonitor(logging_interval="step")]
+        kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + extra
+        trainer = super().instantiate_trainer(**kwargs)
+        add_csv_logger(trainer)
+        return trainer
+
+    @staticmethod
+    def configure_optimizers(lightning_module, optimizer, lr_scheduler=None):
+        if lr_scheduler is None:
+            return optimizer
+        if isinstance(lr_scheduler, CosineWithWarmupLR) and lr_scheduler.training_steps is None:
+            # the cosine's total steps are linked to --trainer.max_steps
+            lr_scheduler.training_steps = lightning_module.trainer.max_steps
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"}}
+
+
+def add_csv_logger(trainer) -> None:
+    """Write CSV metrics beside any other logger, in the same directory layout."""
+    loggers = trainer.loggers
+    if not loggers or any(isinstance(lg, CSVLogger) for lg in loggers):
+        return
+    first = loggers[0]
+    log_dir = first.log_dir if isinstance(first, TensorBoardLogger) else trainer.default_root_dir
+    csv = CSVLogger(log_dir, name="", version="csv")
+    trainer.loggers = [*loggers, csv]

@@ -1,0 +1,102 @@
+"""LitModel: the Lightning base of the task modules. It holds the backend model, loads pretrained ``params``,
+stops on a non-finite loss, logs metrics and text samples. Task modules implement ``loss_and_metrics`` and
+``sample``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import lightning.pytorch as pl
+import torch
+import torch.nn as nn
+
+from perceiver.model.text.tokenizer import BYTE_TOKENIZER, load_tokenizer
+from perceiver.training.logging import log_text
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class LitModel(pl.LightningModule):
+    """Base of the Lightning task modules.
+
+    Args:
+        params: pretrained weights for the backend model: a Lightning checkpoint, a directory saved by this library
+            (safetensors), a perceiver-io 0.11 directory or checkpoint, or a Hugging Face Hub id (online only).
+        tokenizer: tokenizer for validation samples (the CLI links it from ``--data.tokenizer``).
+        compile: wrap the backend model's forward in ``torch.compile``.
+    """
+
+    def __init__(self, params: Optional[str] = None, tokenizer: str = BYTE_TOKENIZER, compile: bool = False):
+        super().__init__()
+        self.params = params
+        self.tokenizer_name = tokenizer
+        self._tokenizer = None
+        self.compile = compile
+
+    @property
+    def backend_model(self) -> nn.Module:
+        return self.model
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.tokenizer_name)
+        return self._tokenizer
+
+    def forward(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+    def configure_model(self) -> None:
+        if self.compile and not getattr(self, "_compiled", False):
+            self.model.forward = torch.compile(self.model.forward)
+            self._compiled = True
+
+    # --- to implement -------------------------------------------------------------------------------------------
+
+    def loss_and_metrics(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def sample(self) -> Optional[str]:
+        """A text sample for the loggers after each validation (None: no sample)."""
+        return None
+
+    # --- Lightning hooks ----------------------------------------------------------------------------------------
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, metrics = self.loss_and_metrics(batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss became {loss.item()} at step {self.global_step} (batch {batch_idx}); training "
+                f"stopped. Lower the learning rate, add warmup (--lr_scheduler), or use --trainer.gradient_clip_val; "
+                f"resume from the last checkpoint with --ckpt_path."
+            )
+        self.log("train_loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        for name, value in metrics.items():
+            self.log(f"train_{name}", value, batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, metrics = self.loss_and_metrics(batch)
+        b = batch["input_ids"].shape[0]
+        self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=b)
+        for name, value in metrics.items():
+            self.log(f"val_{name}", value, sync_dist=True, batch_size=b)
+        return loss
+
+    def test_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, metrics = self.loss_and_metrics(batch)
+        b = batch["input_ids"].shape[0]
+        self.log("test_loss", loss, sync_dist=True, batch_size=b)
+        for name, value in metrics.items():
+            self.log(f"test_{name}", value, sync_dist=True, batch_size=b)
+        return loss
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        text = self.sample()
+        if text is not None:
+            self.last_sample = text
+            log_text(self.loggers, "sample", text, self.global_step)
