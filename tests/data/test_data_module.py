@@ -258,3 +258,54 @@ def test_cli_signature_has_documented_arguments():
     help_text = parser.format_help()
     assert "Whole words" in help_text or "whole words" in help_text
     assert "--data.random_train_shift" in help_text and "--data.preproc_workers" in help_text
+
+
+@pytest.mark.parametrize(("status", "reachable"), [(200, True), (307, True), (403, True), (404, False), (502, False)])
+def test_hub_probe_status_handling(monkeypatch, status, reachable):
+    import http.server
+    import threading
+
+    from perceiver.data.text.sources import check_hub_reachable
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(status)
+            self.send_header("Location", "/elsewhere")
+            self.end_headers()
+
+        do_GET = do_HEAD  # redirects are followed with GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        if reachable and status != 307:
+            check_hub_reachable("wikimedia/wikipedia")
+        elif not reachable:
+            with pytest.raises(HubUnreachableError, match=f"HTTP {status}"):
+                check_hub_reachable("wikimedia/wikipedia")
+    finally:
+        server.shutdown()
+
+
+def test_offline_env_set_before_import_fails_fast(tmp_path):
+    """With the variable set at start-up, ``datasets`` itself is asked (it may have the data cached) and fails fast."""
+    import subprocess
+    import sys
+
+    code = (
+        "import time\n"
+        "from perceiver.data.text import WikiTextDataModule, HubUnreachableError\n"
+        f"dm = WikiTextDataModule(dataset_dir={str(tmp_path)!r}, max_seq_len=64)\n"
+        "start = time.monotonic()\n"
+        "try:\n    dm.setup()\nexcept HubUnreachableError as e:\n    print('FAILED-AFTER', time.monotonic() - start, e)\n"
+    )
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert "FAILED-AFTER" in out.stdout and "--data.source=sample" in out.stdout, out.stderr[-2000:]
+    assert float(out.stdout.split()[1]) < 5

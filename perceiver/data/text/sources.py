@@ -95,13 +95,14 @@ def hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
 
 
-def check_hub_reachable(path: str, timeout: float = HUB_PROBE_TIMEOUT_S) -> None:
-    """Ask the Hub API about dataset ``path`` or raise ``HubUnreachableError`` within about ``timeout`` seconds.
+def check_hub_reachable(path: str, revision: str | None = None, timeout: float = HUB_PROBE_TIMEOUT_S) -> None:
+    """Raise ``HubUnreachableError`` unless the Hub answers for dataset ``path`` within about ``timeout`` seconds.
 
-    An answer of 200 (or 401/403: gated, left to ``datasets`` to report) counts as reachable. Anything else, e.g. a
-    connection error, a timeout or a proxy's error page, does not.
+    The probe is the request ``datasets`` starts with (``HEAD .../resolve/<revision>/README.md``). A 2xx/3xx answer,
+    or 401/403 (gated: left to ``datasets`` to report), counts as reachable. Anything else, e.g. a connection error,
+    a timeout or a proxy's error page, does not.
     """
-    url = f"{hub_endpoint().rstrip('/')}/api/datasets/{path}"
+    url = f"{hub_endpoint().rstrip('/')}/datasets/{path}/resolve/{revision or 'main'}/README.md"
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
             return
@@ -127,7 +128,7 @@ def load_hub(path: str, name: str | None, revision: str | None, **kwargs: Any) -
                 f"the Hugging Face Hub is offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE). {OFFLINE_HINT}"
             )
     else:
-        check_hub_reachable(path)
+        check_hub_reachable(path, revision)
     try:
         return datasets.load_dataset(path, name, revision=revision, **kwargs)
     except ConnectionError as e:
