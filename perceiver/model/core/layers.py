@@ -72,13 +72,24 @@ class CrossAttentionLayer(nn.Module):
     def forward(
         self,
         x_q: torch.Tensor,
-        x_kv: torch.Tensor,
+        x_kv: Optional[torch.Tensor] = None,
         pad_mask: Optional[torch.Tensor] = None,
         rot_q: Optional[RotaryEmbedding] = None,
         rot_k: Optional[RotaryEmbedding] = None,
         kv_cache: Optional[LayerKV] = None,
+        x_kv_prefix: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        h = self.attention(self.q_norm(x_q), self.kv_norm(x_kv), pad_mask, rot_q, rot_k, kv_cache)
+        """With ``x_kv`` (B, J, Ckv), queries attend to it. Without it (Perceiver AR prefix attention), keys and
+        values are ``x_kv_prefix`` (B, P, Ckv) (normed with ``kv_norm``, may be None) followed by the queries
+        themselves (normed with ``q_norm``), as in perceiver-io 0.11."""
+        q = self.q_norm(x_q)
+        if x_kv is not None:
+            kv = self.kv_norm(x_kv)
+        elif x_kv_prefix is None:
+            kv = q
+        else:
+            kv = torch.cat([self.kv_norm(x_kv_prefix), q], dim=1)
+        h = self.attention(q, kv, pad_mask, rot_q, rot_k, kv_cache)
         h = self.residual_dropout(h)
         x = x_q + h if self.attention_residual else h
         return x + self.residual_dropout(self.mlp(x))

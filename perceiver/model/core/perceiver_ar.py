@@ -3,7 +3,7 @@ latents to a long prefix, followed by causal self-attention over the latents.
 
 An input of N positions is split into a prefix (the first ``prefix_len`` positions) and L = N - prefix_len latents.
 One hybrid cross-attention layer lets each latent attend to the whole prefix and, causally, to the latents up to
-itself; keys and values are prefix + latents. A stack of causal self-attention layers then processes the latents.
+itself; keys and values are prefix + latents (the prefix normed with ``kv_norm``, the latents with ``q_norm``). A stack of causal self-attention layers then processes the latents.
 Inputs are left-padded; positions are shifted so that each row's first real token is position 0.
 
 Dimensions:
@@ -72,7 +72,14 @@ class PerceiverAR(nn.Module):
     ``forward`` returns the latent hidden states (B, L, C), and with a ``kv_cache`` also the updated cache.
     """
 
-    def __init__(self, config: PerceiverARConfig, input_adapter: InputAdapter, max_seq_len: int, max_latents: int):
+    def __init__(
+        self,
+        config: PerceiverARConfig,
+        input_adapter: InputAdapter,
+        max_seq_len: int,
+        max_latents: int,
+        num_rotated_channels: Optional[int] = None,
+    ):
         super().__init__()
         c = input_adapter.num_input_channels
         if c % config.num_heads:
@@ -83,7 +90,8 @@ class PerceiverAR(nn.Module):
         self.input_adapter = input_adapter
         self.max_seq_len = max_seq_len
         self.max_latents = max_latents
-        self.num_rotated_channels = c // config.num_heads // 2
+        # rotary embeddings rotate the first R channels of each head (default: half of them)
+        self.num_rotated_channels = num_rotated_channels or c // config.num_heads // 2
         self.cross_attn = CrossAttentionLayer(
             num_heads=config.num_heads,
             num_q_input_channels=c,
@@ -159,15 +167,14 @@ class PerceiverAR(nn.Module):
         x_emb = self.input_adapter(x, abs_pos)  # (B, N, C)
         rot = RotaryEmbedding.at(abs_pos, self.num_rotated_channels)  # (B, 1, N, R)
 
-        x_latent = x_emb[:, prefix_len:]  # (B, L, C)
+        x_prefix, x_latent = x_emb[:, :prefix_len], x_emb[:, prefix_len:]  # (B, P, C), (B, L, C)
         rot_latent = rot[:, :, prefix_len:]
         pad_latent = None if pad_mask is None else none_if_unpadded(pad_mask[:, prefix_len:])
-        x_kv, rot_kv, pad_kv = x_emb, rot, pad_mask
+        rot_kv, pad_kv = rot, pad_mask
 
         if self.training and self.config.cross_attention_dropout > 0.0 and prefix_len > 0:
             keep = prefix_dropout_indices(b, prefix_len, self.config.cross_attention_dropout, x.device)  # (B, K)
-            prefix = x_emb[:, :prefix_len].gather(1, keep.unsqueeze(-1).expand(-1, -1, x_emb.shape[-1]))
-            x_kv = torch.cat([prefix, x_latent], dim=1)  # (B, K + L, C)
+            x_prefix = x_prefix.gather(1, keep.unsqueeze(-1).expand(-1, -1, x_emb.shape[-1]))  # (B, K, C)
             rot_kv = rot[:, :, :prefix_len].gather(keep)
             rot_kv.cos = torch.cat([rot_kv.cos, rot_latent.cos], dim=2)
             rot_kv.sin = torch.cat([rot_kv.sin, rot_latent.sin], dim=2)
@@ -183,7 +190,10 @@ class PerceiverAR(nn.Module):
 
         ckpt = dict(checkpointing=self.config.activation_checkpointing and self.training,
                     offloading=self.config.activation_offloading)
-        x_latent = run_layer(self.cross_attn, x_latent, x_kv, pad_kv, rot_latent, rot_kv, caches[0], **ckpt)
+        x_latent = run_layer(
+            self.cross_attn, x_latent, None, pad_kv, rot_latent, rot_kv, caches[0], x_prefix if prefix_len else None,
+            **ckpt,
+        )
         x_latent = self.self_attn(x_latent, pad_latent, rot_latent, None if kv_cache is None else caches[1:])
         return x_latent, kv_cache
 
@@ -202,5 +212,5 @@ class PerceiverAR(nn.Module):
         rot = RotaryEmbedding.at(pos, self.num_rotated_channels)  # (B, 1, n, R)
         cache.pad_mask = append_mask(cache.pad_mask, n)
         cache.latent_pad_mask = append_mask(cache.latent_pad_mask, n)
-        x_latent = self.cross_attn(x_emb, x_emb, cache.pad_mask, rot, rot, cache.layers[0])
+        x_latent = self.cross_attn(x_emb, None, cache.pad_mask, rot, rot, cache.layers[0])
         return self.self_attn(x_latent, cache.latent_pad_mask, rot, cache.layers[1:])

@@ -75,7 +75,12 @@ class CausalLanguageModel(PerceiverAR):
             num_input_channels=config.num_channels,
             abs_pos_emb=config.abs_pos_emb,
         )
-        super().__init__(config, input_adapter, max_seq_len=config.max_seq_len, max_latents=config.max_latents)
+        head_channels = config.num_channels // config.num_heads
+        super().__init__(
+            config, input_adapter, max_seq_len=config.max_seq_len, max_latents=config.max_latents,
+            # rotary on half of each head's channels with absolute position embeddings, else on all (as 0.11)
+            num_rotated_channels=head_channels // 2 if config.abs_pos_emb else head_channels,
+        )
         self.out_norm = nn.LayerNorm(config.num_channels) if config.output_norm else None
         self.output_adapter = TiedTokenOutputAdapter(input_adapter.txt_embedding, bias=config.output_bias)
         init_parameters(self, config.init_scale)
