@@ -113,6 +113,12 @@ class TextDataModule(pl.LightningDataModule):
         return self._max_seq_len
 
     @property
+    def pad_token_id(self) -> int:
+        """The tokenizer's pad id; tokenizers without one (e.g. GPT-2) pad with eos (``pad_mask`` marks padding)."""
+        pad_id = self.tokenizer.pad_token_id
+        return pad_id if pad_id is not None else (self.tokenizer.eos_token_id or 0)
+
+    @property
     def num_classes(self) -> int:
         """Number of classes (clf only; available after ``setup``)."""
         if self.manifest is None:
@@ -208,19 +214,17 @@ class TextDataModule(pl.LightningDataModule):
         if manifest is None:
             raise RuntimeError(f"preprocessed data in {cache_dir} disappeared during setup")
         self.manifest = manifest
-        self.ds_train = self._dataset("train", self.hparams.random_train_shift)
-        self.ds_valid = self._dataset("validation", self.hparams.random_valid_shift)
+        self.ds_train = self._dataset(cache_dir, "train", self.hparams.random_train_shift)
+        self.ds_valid = self._dataset(cache_dir, "validation", self.hparams.random_valid_shift)
 
-    def _dataset(self, split: str, random_shift: bool) -> Dataset:
+    def _dataset(self, cache_dir: Path, split: str, random_shift: bool) -> Dataset:
         assert self.manifest is not None
         dtype, n = self.manifest["dtype"], self.max_seq_len
         if self.task == "clf":
-            return DocumentDataset(self.cache_dir, split, dtype, n, random_shift)
+            return DocumentDataset(cache_dir, split, dtype, n, random_shift)
         num_tokens = self.manifest["splits"][split]["num_tokens"]
         window = n + 1 if self.task == "clm" else n
-        return TokenStreamDataset(
-            self.cache_dir, split, dtype, num_tokens, n, window, random_shift, self.static_masking
-        )
+        return TokenStreamDataset(cache_dir, split, dtype, num_tokens, n, window, random_shift, self.static_masking)
 
     # -- batches ---------------------------------------------------------------------------------------------------
 
@@ -244,7 +248,7 @@ class TextDataModule(pl.LightningDataModule):
         return TextCollator(
             task=self.task,
             max_seq_len=self.max_seq_len,
-            pad_token_id=self.tokenizer.pad_token_id,
+            pad_token_id=self.pad_token_id,
             padding_side=self.padding_side,
             mask_fn=self.masker() if dynamic else None,
         )
