@@ -309,3 +309,19 @@ def test_offline_env_set_before_import_fails_fast(tmp_path):
     )
     assert "FAILED-AFTER" in out.stdout and "--data.source=sample" in out.stdout, out.stderr[-2000:]
     assert float(out.stdout.split()[1]) < 5
+
+
+def test_dataset_and_collator_pickle_small(sample_mlm):
+    """Worker processes receive file paths, not token arrays, and a working collator."""
+    import pickle
+
+    ds = sample_mlm.ds_train
+    ds[0]  # opens the memmap
+    assert len(pickle.dumps(ds)) < 2_000
+    collator = pickle.loads(pickle.dumps(sample_mlm.collator))
+    items = [ds[i] for i in range(4)]
+    torch.manual_seed(1)
+    a = collator(items)
+    torch.manual_seed(1)
+    b = sample_mlm.collator(items)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -4,8 +4,10 @@ Dimensions: B batch size, N = ``max_seq_len``, L example window (N + 1 for clm, 
 
 Stream layout (mlm, clm): example ``i`` is the window ``tokens[i * N : i * N + L]`` of the concatenated documents,
 so consecutive clm windows overlap by one token and every token is a target once. With ``random_shift`` the
-window starts at ``i * N + s`` for a random ``s`` in ``[0, N)`` (at most ``T - L``). Windows at the end of a split may be shorter and
-are padded. Document layout (clf): example ``i`` is document ``i``, truncated to N tokens.
+window starts at ``i * N + s`` for a random ``s`` in ``[0, N)`` (at most ``T - L``). The last window of a split
+may be shorter and is padded. Document layout (clf): example ``i`` is document ``i``, truncated to N tokens.
+Random shifts use torch's global generator, which DataLoader seeds per worker (``seed_everything`` makes them
+reproducible).
 
 Batch format (``TextCollator``)::
 
