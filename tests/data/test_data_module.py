@@ -260,12 +260,9 @@ def test_cli_signature_has_documented_arguments():
     assert "--data.random_train_shift" in help_text and "--data.preproc_workers" in help_text
 
 
-@pytest.mark.parametrize(("status", "reachable"), [(200, True), (307, True), (403, True), (404, False), (502, False)])
-def test_hub_probe_status_handling(monkeypatch, status, reachable):
+def _serve(status: int):
     import http.server
     import threading
-
-    from perceiver.data.text.sources import check_hub_reachable
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_HEAD(self):
@@ -280,6 +277,14 @@ def test_hub_probe_status_handling(monkeypatch, status, reachable):
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize(("status", "reachable"), [(200, True), (307, True), (403, True), (404, False), (502, False)])
+def test_hub_probe_status_handling(monkeypatch, status, reachable):
+    from perceiver.data.text.sources import check_hub_reachable
+
+    server = _serve(status)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
     try:
         if reachable and status != 307:
@@ -325,3 +330,38 @@ def test_dataset_and_collator_pickle_small(sample_mlm):
     torch.manual_seed(1)
     b = sample_mlm.collator(items)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_hub_sources_with_a_reachable_hub(tmp_path, monkeypatch):
+    """Dataset ids, configs and revisions passed to ``datasets.load_dataset``, and how splits are formed."""
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, name, revision=None, **kwargs):
+        calls.append((path, name, revision))
+        rows = {"text": [f"row {i} text" for i in range(30)]}
+        splits = ("train",) if path == "wikimedia/wikipedia" else ("train", "validation", "test")
+        return datasets.DatasetDict({k: datasets.Dataset.from_dict(rows) for k in splits})
+
+    server = _serve(200)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    for var in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    try:
+        wiki = WikipediaDataModule(dataset_dir=str(tmp_path), max_seq_len=16, revision="v1")
+        wiki.setup()
+        text = WikiTextDataModule(dataset_dir=str(tmp_path), max_seq_len=16, config="wikitext-2-raw-v1")
+        text.setup()
+    finally:
+        server.shutdown()
+    assert calls == [("wikimedia/wikipedia", "20231101.en", "v1"), ("Salesforce/wikitext", "wikitext-2-raw-v1", None)]
+    assert wiki.manifest["splits"]["validation"]["num_documents"] == 3  # every 10th of 30 rows
+    assert text.manifest["splits"]["validation"]["num_documents"] == 30  # WikiText's own split
+    assert wiki.manifest["settings"]["source"] == {
+        "source": "hub",
+        "path": "wikimedia/wikipedia",
+        "name": "20231101.en",
+        "revision": "v1",
+    }
