@@ -1,0 +1,36 @@
+# Task runner. `make demo` and `make test` each install everything first (idempotent).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: install install-browser demo test test-fast benchmark clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch first: the pinned local CPU wheel; a loose requirement could pull a multi-GB CUDA build.
+install: $(PY)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[all]'
+
+# Debian's chromium for the JupyterLab browser test (Playwright's own browser download cannot work offline).
+install-browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+demo: install
+	$(PY) -m perceiver.demo
+
+test: install install-browser
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not notebook and not browser"
+
+benchmark: install
+	bash benchmarks/setup_perceiver_io.sh
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
