@@ -3,6 +3,11 @@
 Field names and defaults follow perceiver-io 0.11, so its users' configs and YAML files keep working. Each field
 carries a docstring; the Lightning CLI and the workbench forms show it as help text. ``__post_init__`` validates a
 config before any tensor is allocated and names the offending field in its ``ValueError``.
+
+Dimensions named by the fields:
+    N: num_latents                 D: num_latent_channels
+    C: input channels              F: output query channels
+    qk / v channels: channels of queries/keys and of values, over all heads (per head: divided by the heads)
 """
 
 from __future__ import annotations
