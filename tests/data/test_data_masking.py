@@ -104,3 +104,18 @@ def test_static_masking_is_fixed_and_cached_separately(tmp_path, sample_mlm):
     # labels are the original text: same stream as the dynamically masked module
     original = torch.where(t, first["labels"], first["input_ids"])
     assert torch.equal(original[0][~t[0]], sample_mlm.ds_train[0]["input_ids"][~t[0]])
+
+
+def test_validation_masks_are_fixed_across_epochs(sample_mlm):
+    def first_batch(loader):
+        return next(iter(loader))
+
+    torch.manual_seed(0)
+    a = first_batch(sample_mlm.val_dataloader())
+    torch.manual_seed(1)
+    b = first_batch(sample_mlm.val_dataloader())
+    assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["labels"], b["labels"])
+    assert abs(float((a["labels"] != IGNORE).float().mean()) - 0.15) < 0.03
+    # different examples get different masks
+    t = a["labels"] != IGNORE
+    assert not torch.equal(t[0], t[1])

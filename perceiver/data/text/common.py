@@ -54,7 +54,7 @@ class TextDataModule(pl.LightningDataModule):
         random_valid_shift: Same for validation windows.
         valid_every: Sources without a validation split send every ``valid_every``-th document to validation.
         max_documents: Use at most this many documents per split (for quick experiments and tests).
-        seed: Seed of static masking.
+        seed: Seed of static masking and of the (fixed) mlm masks of validation examples.
         batch_size: Training batch size.
         valid_batch_size: Validation batch size (default: ``batch_size``).
         num_workers: DataLoader worker processes.
@@ -244,6 +244,11 @@ class TextDataModule(pl.LightningDataModule):
 
     @property
     def collator(self) -> TextCollator:
+        """Collator of training batches (dynamic mlm masks differ in every epoch)."""
+        return self.make_collator(fixed_masks=False)
+
+    def make_collator(self, fixed_masks: bool) -> TextCollator:
+        """Batch collator; ``fixed_masks``: dynamic mlm masks depend only on ``seed`` and the example index."""
         dynamic = self.task == "mlm" and not self.static_masking
         return TextCollator(
             task=self.task,
@@ -251,15 +256,18 @@ class TextDataModule(pl.LightningDataModule):
             pad_token_id=self.pad_token_id,
             padding_side=self.padding_side,
             mask_fn=self.masker() if dynamic else None,
+            mask_seed=self.hparams.seed if dynamic and fixed_masks else None,
         )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.ds_train, self.hparams.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.ds_valid, self.hparams.valid_batch_size or self.hparams.batch_size, shuffle=False)
+        """Validation batches; mlm validation masks are the same in every epoch (seeded by ``seed``)."""
+        batch_size = self.hparams.valid_batch_size or self.hparams.batch_size
+        return self._loader(self.ds_valid, batch_size, shuffle=False, fixed_masks=True)
 
-    def _loader(self, ds: Dataset | None, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, ds: Dataset | None, batch_size: int, shuffle: bool, fixed_masks: bool = False) -> DataLoader:
         if ds is None:
             raise RuntimeError("call setup() before requesting a dataloader")
         workers = self.hparams.num_workers
@@ -267,7 +275,7 @@ class TextDataModule(pl.LightningDataModule):
             ds,
             batch_size=batch_size,
             shuffle=shuffle,
-            collate_fn=self.collator,
+            collate_fn=self.make_collator(fixed_masks),
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=self.hparams.pin_memory,

@@ -19,7 +19,6 @@ Batch format (``TextCollator``)::
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from perceiver.data.text.masking import IGNORE_INDEX
+from perceiver.data.text.masking import IGNORE_INDEX, WordMasker
 
 Item = dict[str, torch.Tensor]
 
@@ -87,7 +86,7 @@ class TokenStreamDataset(Dataset):
             start = min(start, max(0, self.num_tokens - self.window))  # shifted windows stay full where possible
         end = min(start + self.window, self.num_tokens)
         if not self.static_masking:
-            return {"input_ids": _long(self.files["tokens"][start:end])}
+            return {"input_ids": _long(self.files["tokens"][start:end]), "index": torch.tensor(idx)}
         tokens = _long(self.files["tokens"][start:end])
         targets = torch.from_numpy(np.asarray(self.files["targets"][start:end], dtype=bool))
         labels = torch.where(targets, tokens, IGNORE_INDEX)
@@ -144,7 +143,9 @@ class TextCollator:
         max_seq_len: N, the padded length of ``input_ids``.
         pad_token_id: id used for padding.
         padding_side: "left" or "right".
-        mask_fn: dynamic masking for mlm examples without labels: ``(input_ids, pad_mask) -> (masked, labels)``.
+        mask_fn: dynamic masking for mlm examples without labels: a ``WordMasker``.
+        mask_seed: If set, each example is masked with a generator seeded by ``mask_seed`` and the example's
+            index, so that it gets the same masks in every epoch (used for validation).
     """
 
     def __init__(
@@ -153,13 +154,15 @@ class TextCollator:
         max_seq_len: int,
         pad_token_id: int,
         padding_side: Literal["left", "right"],
-        mask_fn: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+        mask_fn: WordMasker | None = None,
+        mask_seed: int | None = None,
     ):
         self.task = task
         self.max_seq_len = max_seq_len
         self.pad_token_id = pad_token_id
         self.padding_side = padding_side
         self.mask_fn = mask_fn
+        self.mask_seed = mask_seed
 
     def __call__(self, items: list[Item]) -> dict[str, torch.Tensor]:
         n, side = self.max_seq_len, self.padding_side
@@ -176,6 +179,19 @@ class TextCollator:
             if "labels" in items[0]:
                 labels = pad([x["labels"] for x in items], n, IGNORE_INDEX, side)
             else:
-                assert self.mask_fn is not None, "dynamic masking needs a mask_fn"
-                input_ids, labels = self.mask_fn(input_ids, pad_mask)
+                input_ids, labels = self._mask(input_ids, pad_mask, [x.get("index") for x in items])
         return {"input_ids": input_ids, "labels": labels, "pad_mask": pad_mask}
+
+    def _mask(
+        self, input_ids: torch.Tensor, pad_mask: torch.Tensor, indices: list
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.mask_fn is not None, "dynamic masking needs a mask_fn"
+        if self.mask_seed is None:
+            return self.mask_fn(input_ids, pad_mask)
+        rows = []
+        for i, idx in enumerate(indices):
+            if idx is None:
+                raise ValueError("fixed masking (mask_seed) needs examples with an 'index'")
+            g = torch.Generator().manual_seed(self.mask_seed * 1_000_003 + int(idx))
+            rows.append(self.mask_fn(input_ids[i : i + 1], pad_mask[i : i + 1], generator=g))
+        return torch.cat([r[0] for r in rows]), torch.cat([r[1] for r in rows])

@@ -143,6 +143,8 @@ class WordMasker:
         classes, random_ids = token_classes(tokenizer, whole_words), random_token_ids(tokenizer)
         return cls(classes, random_ids, tokenizer.mask_token_id, mask_prob, **kwargs)
 
-    def __call__(self, input_ids: torch.Tensor, pad_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        args = (self.classes, self.random_ids, self.mask_token_id, self.mask_prob, self.generator)
+    def __call__(
+        self, input_ids: torch.Tensor, pad_mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        args = (self.classes, self.random_ids, self.mask_token_id, self.mask_prob, generator or self.generator)
         return mask_words(input_ids, pad_mask, *args)
