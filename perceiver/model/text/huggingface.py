@@ -1,0 +1,84 @@
+"""Hugging Face interface of the text models: the shared base of the ``PreTrainedModel`` wrappers and the explicit
+registration with the ``Auto*`` classes.
+
+A wrapper holds the backend model as ``backend_model``, so its weights are saved as ``backend_model.<backend key>``
+(``model.safetensors``) next to a ``config.json`` whose ``model_config`` is the backend config as a nested dict.
+Such a directory is also what ``--model.params`` and :func:`perceiver.model.core.params.load_params` read.
+
+Nothing is registered on import; call :func:`register_auto_classes` once to use ``AutoConfig``,
+``AutoModelForMaskedLM``, ``AutoModelForCausalLM`` and the pipelines by model directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import torch.nn as nn
+from transformers import PretrainedConfig, PreTrainedModel
+
+
+class PerceiverBackendConfig(PretrainedConfig):
+    """A ``PretrainedConfig`` that carries a backend config dataclass as the nested dict ``model_config`` (a dataclass
+    instance is accepted too). Subclasses define ``default_backend_config`` and ``backend_config``."""
+
+    model_config: Optional[dict] = None
+
+    def __post_init__(self, **kwargs):
+        if self.model_config is None:
+            self.model_config = self.default_backend_config()
+        if dataclasses.is_dataclass(self.model_config):
+            self.model_config = dataclasses.asdict(self.model_config)
+        super().__post_init__(**kwargs)
+        self.backend_config  # validate now, naming the offending field
+
+    @classmethod
+    def default_backend_config(cls):
+        raise NotImplementedError
+
+    @property
+    def backend_config(self):
+        """The backend config dataclass."""
+        raise NotImplementedError
+
+
+class PerceiverPreTrainedModel(PreTrainedModel):
+    """Base of the wrappers: the backend model initializes its own weights (``init_scale``), so Hugging Face's
+    initialization is a no-op, and :meth:`from_backend` wraps an existing backend model."""
+
+    base_model_prefix = "backend_model"
+    backend_class: type[nn.Module]
+
+    def __init__(self, config: PerceiverBackendConfig, backend_model: nn.Module | None = None):
+        super().__init__(config)
+        self.backend_model = backend_model if backend_model is not None else self.backend_class(config.backend_config)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        pass
+
+    @classmethod
+    def from_backend(cls, backend_model: nn.Module, **config_kwargs):
+        """Wrap ``backend_model`` (its weights are shared, not copied)."""
+        return cls(cls.config_class(model_config=backend_model.config, **config_kwargs), backend_model)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.backend_model.input_adapter.txt_embedding
+
+
+def register_auto_classes() -> None:
+    """Register the wrappers with ``AutoConfig``, ``AutoModelForMaskedLM`` and ``AutoModelForCausalLM`` (idempotent).
+
+    Afterwards ``AutoModelForMaskedLM.from_pretrained(dir)`` and ``pipeline("fill-mask", model=dir)`` (and the
+    causal counterparts) work on directories saved by the wrappers."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel, PerceiverCausalLanguageModelConfig
+    from perceiver.model.text.mlm.huggingface import PerceiverMaskedLanguageModel, PerceiverMaskedLanguageModelConfig
+
+    for config, model, auto in (
+        (PerceiverMaskedLanguageModelConfig, PerceiverMaskedLanguageModel, AutoModelForMaskedLM),
+        (PerceiverCausalLanguageModelConfig, PerceiverCausalLanguageModel, AutoModelForCausalLM),
+    ):
+        AutoConfig.register(config.model_type, config, exist_ok=True)
+        auto.register(config, model, exist_ok=True)
