@@ -294,6 +294,7 @@ def test_hub_probe_status_handling(monkeypatch, status, reachable):
                 check_hub_reachable("wikimedia/wikipedia")
     finally:
         server.shutdown()
+        server.server_close()
 
 
 def test_offline_env_set_before_import_fails_fast(tmp_path):
@@ -365,6 +366,7 @@ def test_hub_sources_with_a_reachable_hub(tmp_path, monkeypatch):
         text.setup()
     finally:
         server.shutdown()
+        server.server_close()
     assert calls == [("wikimedia/wikipedia", "20231101.en", "v1"), ("Salesforce/wikitext", "wikitext-2-raw-v1", None)]
     assert wiki.manifest["splits"]["validation"]["num_documents"] == 3  # every 10th of 30 rows
     assert text.manifest["splits"]["validation"]["num_documents"] == 30  # WikiText's own split

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from perceiver.data.text import masking, sample, sources
 from perceiver.data.text.examples import DocumentDataset, TextCollator, TokenStreamDataset
+from perceiver.data.text.loader import ResumableDataLoader
 from perceiver.data.text.preprocess import build_cache, cache_key, open_cache
 from perceiver.model.text.tokenizer import load_tokenizer
 
@@ -260,7 +261,21 @@ class TextDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.ds_train, self.hparams.batch_size, shuffle=True)
+        """Training batches in an order (and with mlm masks) given by ``seed`` and the epoch; resumable mid-epoch
+        (see ``perceiver.data.text.loader``). Under DDP/FSDP each rank gets its own share."""
+        if self.ds_train is None:
+            raise RuntimeError("call setup() before requesting a dataloader")
+        trainer = self.trainer
+        return ResumableDataLoader(
+            self.ds_train,
+            batch_size=self.hparams.batch_size,
+            collate_fn=self.collator,
+            seed=self.hparams.seed,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
+            num_workers=self.hparams.num_workers,
+            pin_memory=self.hparams.pin_memory,
+        )
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches; mlm validation masks are the same in every epoch (seeded by ``seed``)."""

@@ -107,6 +107,7 @@ def check_hub_reachable(path: str, revision: str | None = None, timeout: float =
         with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
             return
     except urllib.error.HTTPError as e:
+        e.close()
         if e.code in (401, 403):
             return
         problem = f"HTTP {e.code} from {url}"
