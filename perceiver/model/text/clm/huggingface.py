@@ -66,7 +66,7 @@ class PerceiverCausalLanguageModel(PerceiverPreTrainedModel, GenerationMixin):
         attention_mask: Optional[torch.Tensor] = None,
         labels: Optional[torch.Tensor] = None,
         prefix_len: Optional[int] = None,
-        past_key_values: Optional[KVCache] = None,
+        cache: Optional[KVCache] = None,
         use_cache: Optional[bool] = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
@@ -75,15 +75,17 @@ class PerceiverCausalLanguageModel(PerceiverPreTrainedModel, GenerationMixin):
         ``prefix_len`` defaults to ``max(0, N - max_latents)``, the training split. ``labels`` (B, N) follow the
         Hugging Face convention (usually ``input_ids``; shifted inside, -100 is ignored, pads are ignored): the loss
         is that of predicting each latent position's next token. With ``use_cache`` a new :class:`KVCache` is
-        returned as ``past_key_values``; passing it back with only the new ids continues incrementally."""
+        returned as ``cache``; passing it back (as ``cache`` or ``past_key_values``) with only the new ids continues
+        incrementally."""
         n = input_ids.shape[1]
+        cache = kwargs.get("past_key_values") if cache is None else cache
         pad_mask = left_pad_mask(attention_mask)
-        if past_key_values is None and use_cache:
-            past_key_values = self.backend_model.init_cache()
+        if cache is None and use_cache:
+            cache = self.backend_model.init_cache()
         if prefix_len is None:
             prefix_len = max(0, n - self.backend_model.max_latents)
-        out = self.backend_model(input_ids, prefix_len, pad_mask, past_key_values)
-        logits, cache = out if past_key_values is not None else (out, None)  # (B, L, V)
+        out = self.backend_model(input_ids, prefix_len, pad_mask, cache)
+        logits, cache = out if cache is not None else (out, None)  # (B, L, V)
         loss = None
         if labels is not None:
             labels = labels.to(logits.device)
@@ -91,7 +93,7 @@ class PerceiverCausalLanguageModel(PerceiverPreTrainedModel, GenerationMixin):
                 labels = labels.masked_fill(pad_mask, -100)
             targets = labels[:, n - logits.shape[1] + 1 :]  # next tokens of the latent positions
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=-100)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=cache)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache)
 
     @torch.no_grad()
     def generate(

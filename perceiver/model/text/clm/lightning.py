@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from perceiver.model.core.params import load_params
+from perceiver.model.text.predecessor import load_params  # core load_params + perceiver-io 0.11 formats
 from perceiver.model.text.clm.backend import CausalLanguageModel, CausalLanguageModelConfig
 from perceiver.model.text.clm.text import generate_text
 from perceiver.model.text.tokenizer import BYTE_TOKENIZER

@@ -8,7 +8,7 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 
-from perceiver.model.core.params import load_params
+from perceiver.model.text.predecessor import load_params  # core load_params + perceiver-io 0.11 formats
 from perceiver.model.text.mlm.backend import (
     MaskedLanguageModel,
     MaskedLanguageModelConfig,
