@@ -39,7 +39,10 @@ class TextCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         extra = [InterruptCheckpoint(), RNGState(), LearningRateMonitor(logging_interval="step")]
-        kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + extra
+        # kwargs replace the trainer config's entries, so the callbacks given in the config must be carried over
+        configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+        configured = configured if isinstance(configured, list) else [configured]
+        kwargs["callbacks"] = [*configured, *(kwargs.get("callbacks") or []), *extra]
         trainer = super().instantiate_trainer(**kwargs)
         add_csv_logger(trainer)
         return trainer
