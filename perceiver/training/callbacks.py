@@ -20,26 +20,47 @@ class InterruptCheckpoint(Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if getattr(exception, "skip_interrupt_checkpoint", False) or trainer.state.stage != "train":
             return
+        if trainer.global_step == 0:  # nothing trained yet (e.g. a configuration error)
+            return
         dirpath = next((cb.dirpath for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)), None)
         dirpath = dirpath or os.path.join(trainer.default_root_dir, "checkpoints")
         path = os.path.join(dirpath, "interrupted.ckpt")
-        trainer.save_checkpoint(path)
+        try:
+            trainer.save_checkpoint(path)
+        except Exception as e:  # never hide the original exception
+            print(f"could not save an interrupt checkpoint: {e}")
+            return
         if trainer.is_global_zero:
             print(f"run interrupted at step {trainer.global_step} ({type(exception).__name__}); checkpoint: {path}")
 
 
 class RNGState(Callback):
-    """Saves the Python, NumPy and torch RNG states in checkpoints and restores them on resume."""
+    """Saves the Python, NumPy and torch RNG states in checkpoints and restores them when a resumed run starts
+    training (not when the checkpoint is read, so that nothing Lightning does in between, e.g. the sanity check,
+    changes them). Together with ``ResumableDataLoader`` this makes a resumed run equal an uninterrupted one."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        name, keys, pos, has_gauss, gauss = np.random.get_state()
+        # plain types and tensors only: the checkpoint stays loadable with torch.load(weights_only=True)
+        numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
+        state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._loaded = state
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state, self._loaded = self._loaded, None
+        if state is None:
+            return
         random.setstate(state["python"])
-        np.random.set_state(state["numpy"])
+        name, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])

@@ -17,6 +17,8 @@ from perceiver.training.logging import log_text
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
+    skip_interrupt_checkpoint = True  # the weights may already be non-finite; keep the last regular checkpoint
+
 
 class LitModel(pl.LightningModule):
     """Base of the Lightning task modules.
@@ -27,6 +29,9 @@ class LitModel(pl.LightningModule):
         tokenizer: tokenizer for validation samples (the CLI links it from ``--data.tokenizer``).
         compile: wrap the backend model's forward in ``torch.compile``.
     """
+
+    default_lr = 1e-4
+    """Learning rate of the default optimizer (see ``configure_optimizers``)."""
 
     def __init__(self, params: Optional[str] = None, tokenizer: str = BYTE_TOKENIZER, compile: bool = False):
         super().__init__()
@@ -64,13 +69,21 @@ class LitModel(pl.LightningModule):
 
     # --- Lightning hooks ----------------------------------------------------------------------------------------
 
+    def configure_optimizers(self):
+        """AdamW with ``lr=default_lr``, for training from Python with a plain ``pl.Trainer``. The CLI replaces it
+        with ``--optimizer`` and ``--lr_scheduler``; subclass (or assign this method) for anything else."""
+        return torch.optim.AdamW(self.parameters(), lr=self.default_lr)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, metrics = self.loss_and_metrics(batch)
-        if not torch.isfinite(loss):
+        non_finite = not bool(torch.isfinite(loss))
+        if self.trainer.world_size > 1:  # every rank stops (a rank alone would leave the others waiting)
+            non_finite = self.trainer.strategy.reduce_boolean_decision(non_finite, all=False)
+        if non_finite:
             raise NonFiniteLossError(
-                f"training loss became {loss.item()} at step {self.global_step} (batch {batch_idx}); training "
-                f"stopped. Lower the learning rate, add warmup (--lr_scheduler), or use --trainer.gradient_clip_val; "
-                f"resume from the last checkpoint with --ckpt_path."
+                f"training loss became {loss.item()} at step {self.global_step + 1} (global_step={self.global_step}, "
+                f"batch {batch_idx}); training stopped. Lower the learning rate, add warmup (--lr_scheduler), or use "
+                f"--trainer.gradient_clip_val; resume from the last checkpoint with --ckpt_path."
             )
         self.log("train_loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         for name, value in metrics.items():

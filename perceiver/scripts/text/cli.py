@@ -5,6 +5,7 @@ interrupt checkpoint, CSV metrics beside any other logger, and step-wise LR sche
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Optional
 
 import jsonargparse
@@ -21,6 +22,8 @@ from perceiver.training.schedulers import CosineWithWarmupLR
 class TextCLI(LightningCLI):
     def __init__(self, model_class, defaults: Optional[dict] = None, **kwargs):
         jsonargparse.set_parsing_settings(docstring_parse_attribute_docstrings=True)
+        # LitModel.configure_optimizers is the default for Python use; --optimizer replacing it is intended
+        warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden")
         self.defaults = defaults or {}
         super().__init__(
             model_class,
@@ -34,6 +37,8 @@ class TextCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "{step}"})
+        # every step's loss reaches the loggers (Lightning's default of 50 hides short runs entirely)
+        parser.set_defaults({"trainer.log_every_n_steps": 1})
         parser.link_arguments("data.init_args.tokenizer", "model.tokenizer", apply_on="parse")
         parser.set_defaults(self.defaults)
 

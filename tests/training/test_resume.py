@@ -1,0 +1,69 @@
+"""Exact resume: a run interrupted (SIGTERM) after k steps and resumed from its checkpoint has, at every later step,
+the loss of an uninterrupted run with the same seed. Dropout, prefix dropout (clm) and dynamic masking (mlm) stay
+on, and the interruption lies in the second epoch, so the per-epoch shuffle and the mid-epoch skip both count."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import lightning.pytorch as pl
+import pytest
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from perceiver.model.text.clm import LitCausalLanguageModel
+from perceiver.model.text.mlm import LitMaskedLanguageModel
+from perceiver.training.callbacks import InterruptCheckpoint, RNGState
+from tests.training.conftest import LossRecorder, clm_data, mlm_data, tiny_clm_config, tiny_mlm_config, tiny_trainer
+
+
+STEPS_PER_EPOCH = 5
+
+
+class SigtermAt(Callback):
+    """Sends SIGTERM to this process at the end of training step ``step`` (as a cluster scheduler would)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run(task, dataset_dir, root, max_steps, ckpt_path=None, interrupt_at=None):
+    pl.seed_everything(1)
+    if task == "clm":
+        data, model = clm_data(dataset_dir), LitCausalLanguageModel.create(tiny_clm_config())
+    else:
+        data, model = mlm_data(dataset_dir), LitMaskedLanguageModel.create(tiny_mlm_config())
+    losses = LossRecorder()
+    callbacks = [losses, RNGState(), InterruptCheckpoint(), ModelCheckpoint(dirpath=str(root / "checkpoints"))]
+    if interrupt_at is not None:
+        callbacks.append(SigtermAt(interrupt_at))
+    trainer = tiny_trainer(root, callbacks, max_steps=max_steps, limit_train_batches=STEPS_PER_EPOCH, val_check_interval=3)
+    if interrupt_at is not None:
+        with pytest.raises(SystemExit):  # Lightning's SIGTERMException
+            trainer.fit(model, data, ckpt_path=ckpt_path)
+    else:
+        trainer.fit(model, data, ckpt_path=ckpt_path)
+    return losses.losses, trainer, data
+
+
+@pytest.mark.parametrize("task", ["clm", "mlm"])
+def test_resume_after_sigterm_equals_uninterrupted_run(task, dataset_dir, tmp_path):
+    full, _, _ = run(task, dataset_dir, tmp_path / "full", max_steps=14)
+    k = STEPS_PER_EPOCH + 2  # in the second epoch, mid-epoch
+
+    first, _, _ = run(task, dataset_dir, tmp_path / "run", max_steps=14, interrupt_at=k)
+    ckpt = tmp_path / "run" / "checkpoints" / "interrupted.ckpt"
+    assert ckpt.is_file()
+    assert max(first) == k
+    resumed, trainer, _ = run(task, dataset_dir, tmp_path / "run", max_steps=14, ckpt_path=str(ckpt))
+
+    assert trainer.global_step == 14
+    assert sorted(resumed) == list(range(k + 1, 15))
+    for step in range(1, k + 1):
+        assert first[step] == full[step], f"step {step}: {first[step]} != {full[step]} (same seed, before interrupt)"
+    for step in range(k + 1, 15):
+        assert resumed[step] == full[step], f"step {step}: resumed {resumed[step]} != uninterrupted {full[step]}"
