@@ -1,0 +1,63 @@
+"""RunJournal in-process: the run directory it writes, determinism of its losses, and Stop via the STOP file."""
+
+import json
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+
+from perceiver.data.text import WikiTextDataModule
+from perceiver.model.text.clm import LitCausalLanguageModel
+from perceiver.training.journal import RunJournal
+
+
+class StopAt(pl.Callback):
+    def __init__(self, journal: RunJournal, step: int):
+        self.journal, self.step = journal, step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            self.journal.stop_path.touch()
+
+
+def train(run_dir, max_steps=6, stop_at=None, seed=0):
+    pl.seed_everything(seed)
+    dm = WikiTextDataModule(source="sample", max_seq_len=64, task="clm", batch_size=4, num_workers=0,
+                            dataset_dir=str(run_dir.parent / "data"))
+    model = LitCausalLanguageModel(vocab_size=262, max_seq_len=64, max_latents=16, num_channels=32, num_heads=2,
+                                   num_self_attention_layers=2, validation_sample_length=8)
+    journal = RunJournal(str(run_dir), attention_every=2, progress_every=1)
+    callbacks = [journal] + ([StopAt(journal, stop_at)] if stop_at else [])
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=max_steps, val_check_interval=3,
+                         check_val_every_n_epoch=None, limit_val_batches=2, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
+                         default_root_dir=str(run_dir))
+    trainer.fit(model, dm)
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_run_directory_and_determinism(tmp_path):
+    torch.set_num_threads(1)
+    m1 = train(tmp_path / "a")
+    m2 = train(tmp_path / "b")
+    assert m1["status"] == "completed" and m1["steps"] == 6
+    assert m1["train"]["train_loss"] == m2["train"]["train_loss"]
+    assert m1["final"]["val_loss"] == m2["final"]["val_loss"]
+    assert "val_bpb" in m1["final"] and m1["tokens_per_s"] > 0 and m1["wall_s"] > 0
+    run = tmp_path / "a"
+    for name in ("env.json", "metrics.jsonl", "samples.jsonl", "checkpoints/final.ckpt"):
+        assert (run / name).is_file(), name
+    maps = sorted((run / "attention").glob("step-*.npz"))
+    assert [p.name for p in maps][:3] == ["step-000002.npz", "step-000004.npz", "step-000006.npz"]
+    att = np.load(maps[-1], allow_pickle=True)
+    assert att["weights"].shape == (2, 16, 64)  # (H, latents, prefix + latents)
+    assert len(att["labels"]) == 64
+    env = json.loads((run / "env.json").read_text())
+    assert env["packages"]["torch"] == torch.__version__.split("+")[0] or env["packages"]["torch"]
+
+
+def test_stop_file_ends_run_with_checkpoint(tmp_path):
+    m = train(tmp_path / "s", max_steps=50, stop_at=2)
+    assert m["status"] == "stopped" and m["steps"] <= 3  # the journal sees the file at the next step
+    assert (tmp_path / "s" / "checkpoints" / "final.ckpt").is_file()
