@@ -124,15 +124,15 @@ def _long(x: np.ndarray) -> torch.Tensor:
 
 
 def pad(seqs: list[torch.Tensor], length: int, value: int, side: Literal["left", "right"]) -> torch.Tensor:
-    """Pad 1-d tensors to (len(seqs), length) on ``side``."""
-    out = torch.full((len(seqs), length), value, dtype=torch.long)
+    """Pad 1-d tensors to (len(seqs), length) on ``side`` (NumPy: no intra-op threads for a memory copy)."""
+    out = np.full((len(seqs), length), value, dtype=np.int64)
     for i, s in enumerate(seqs):
-        s = s[:length]
+        s = s[:length].numpy()
         if side == "left":
             out[i, length - len(s) :] = s
         else:
             out[i, : len(s)] = s
-    return out
+    return torch.from_numpy(out)
 
 
 class TextCollator:
@@ -171,7 +171,7 @@ class TextCollator:
             labels = pad([x["input_ids"][1:] for x in items], n, IGNORE_INDEX, side)
         else:
             inputs = [x["input_ids"] for x in items]
-        pad_mask = pad([torch.zeros(len(x), dtype=torch.long) for x in inputs], n, 1, side).bool()
+        pad_mask = pad([torch.zeros(len(x), dtype=torch.long) for x in inputs], n, 1, side) == 1
         input_ids = pad(inputs, n, self.pad_token_id, side)
         if self.task == "clf":
             labels = torch.stack([x["labels"] for x in items])

@@ -13,12 +13,17 @@ A per-vocabulary table ``token_classes`` (V,) tells how a token takes part in wo
 
 Words are selected with a probability chosen so that about ``mask_prob`` of all non-padding tokens become targets.
 Each selected word is replaced as a whole: 80% by ``[MASK]``, 10% by random non-special tokens, 10% unchanged.
+
+The math runs in NumPy on the CPU: it is a handful of elementwise ops on (B, N) arrays, which torch would spread
+over intra-op threads for no gain (and large slowdowns on busy machines). Randomness still comes from torch
+(the global generator, seeded per DataLoader worker, or a given ``torch.Generator``) through one seed per call.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
@@ -26,28 +31,26 @@ NOT_MASKABLE, JOIN, START = -1, 0, 1
 IGNORE_INDEX = -100
 BYTE_OFFSET = 6  # PerceiverTokenizer: byte b has id b + 6
 WHITESPACE_BYTES = (9, 10, 11, 12, 13, 32)
+_SPACE_MARKERS = ("\u0120", "\u2581")  # BPE "Ġ", SentencePiece "▁"
 
 
-def token_classes(tokenizer: PreTrainedTokenizerBase, whole_words: bool = True) -> torch.Tensor:
-    """The (V,) word-membership table of ``tokenizer`` (see module docstring)."""
+def token_classes(tokenizer: PreTrainedTokenizerBase, whole_words: bool = True) -> np.ndarray:
+    """The (V,) int8 word-membership table of ``tokenizer`` (see module docstring)."""
     vocab_size = len(tokenizer)
-    special = set(tokenizer.all_special_ids)
     if is_byte_tokenizer(tokenizer):
-        classes = torch.full((vocab_size,), JOIN, dtype=torch.int8)
+        classes = np.full(vocab_size, JOIN, dtype=np.int8)
         classes[[BYTE_OFFSET + b for b in WHITESPACE_BYTES]] = NOT_MASKABLE
     else:
-        tokens = tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
-        tokens = [t or "" for t in tokens]
+        tokens = [t or "" for t in tokenizer.convert_ids_to_tokens(list(range(vocab_size)))]
         if any(t.startswith("##") for t in tokens):
-            classes = torch.tensor([JOIN if t.startswith("##") else START for t in tokens], dtype=torch.int8)
-        elif any(t.startswith(("\u0120", "\u2581")) for t in tokens):
-            classes = torch.tensor([START if t.startswith(("\u0120", "\u2581")) else JOIN for t in tokens])
-            classes = classes.to(torch.int8)
+            classes = np.array([JOIN if t.startswith("##") else START for t in tokens], dtype=np.int8)
+        elif any(t.startswith(_SPACE_MARKERS) for t in tokens):
+            classes = np.array([START if t.startswith(_SPACE_MARKERS) else JOIN for t in tokens], dtype=np.int8)
         else:
-            classes = torch.full((vocab_size,), START, dtype=torch.int8)
+            classes = np.full(vocab_size, START, dtype=np.int8)
     if not whole_words:
         classes[classes == JOIN] = START
-    classes[sorted(special)] = NOT_MASKABLE
+    classes[sorted(set(tokenizer.all_special_ids))] = NOT_MASKABLE
     return classes
 
 
@@ -55,13 +58,13 @@ def is_byte_tokenizer(tokenizer: PreTrainedTokenizerBase) -> bool:
     return type(tokenizer).__name__ == "PerceiverTokenizer"
 
 
-def random_token_ids(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+def random_token_ids(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
     """Ids that may replace a masked token: all non-special ids."""
     special = set(tokenizer.all_special_ids)
-    return torch.tensor([i for i in range(len(tokenizer)) if i not in special], dtype=torch.long)
+    return np.array([i for i in range(len(tokenizer)) if i not in special], dtype=np.int64)
 
 
-def word_ids(input_ids: torch.Tensor, classes: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+def word_ids(input_ids: np.ndarray, classes: np.ndarray, pad_mask: np.ndarray) -> np.ndarray:
     """Number the words of a batch consecutively across rows; -1 for tokens outside words.
 
     Args:
@@ -72,53 +75,49 @@ def word_ids(input_ids: torch.Tensor, classes: torch.Tensor, pad_mask: torch.Ten
     Returns:
         (B, N) word ids in ``[0, num_words)`` or -1.
     """
-    cls = classes[input_ids].long()  # (B, N)
-    cls[pad_mask] = NOT_MASKABLE
+    cls = np.where(pad_mask, NOT_MASKABLE, classes[input_ids])  # (B, N)
     maskable = cls != NOT_MASKABLE
-    prev_maskable = torch.nn.functional.pad(maskable[:, :-1], (1, 0), value=False)
+    prev_maskable = np.zeros_like(maskable)
+    prev_maskable[:, 1:] = maskable[:, :-1]
     start = maskable & ((cls == START) | ~prev_maskable)
-    ids = torch.cumsum(start.flatten(), 0).view_as(input_ids) - 1
-    return torch.where(maskable, ids, -1)
+    ids = np.cumsum(start.ravel()).reshape(input_ids.shape) - 1
+    return np.where(maskable, ids, -1)
 
 
 def mask_words(
     input_ids: torch.Tensor,
     pad_mask: torch.Tensor,
-    classes: torch.Tensor,
-    random_ids: torch.Tensor,
+    classes: np.ndarray,
+    random_ids: np.ndarray,
     mask_token_id: int,
     mask_prob: float = 0.15,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mask whole words of ``input_ids`` (B, N).
+    """Mask whole words of ``input_ids`` (B, N), a CPU tensor.
 
     Returns:
         ``(masked_ids, labels)``, both (B, N): labels are the original ids at target positions, -100 elsewhere.
     """
-    wid = word_ids(input_ids, classes, pad_mask)  # (B, N)
+    ids = input_ids.numpy()
+    wid = word_ids(ids, classes, pad_mask.numpy())  # (B, N)
     in_word = wid >= 0
-    num_words = int(wid.max().item()) + 1 if in_word.any() else 0
-    labels = torch.full_like(input_ids, IGNORE_INDEX)
-    if num_words == 0:
-        return input_ids.clone(), labels
+    num_words = int(wid.max()) + 1 if in_word.any() else 0
+    labels = np.full_like(ids, IGNORE_INDEX)
+    masked = ids.copy()
+    if num_words:
+        rng = np.random.default_rng(int(torch.randint(2**62, (), generator=generator)))
+        num_tokens = int((~pad_mask).sum())
+        word_prob = min(1.0, mask_prob * num_tokens / int(in_word.sum()))
+        selected = rng.random(num_words) < word_prob
+        action = rng.random(num_words)  # < 0.8 mask, < 0.9 random, else keep
 
-    num_tokens = int((~pad_mask).sum())
-    word_prob = min(1.0, mask_prob * num_tokens / int(in_word.sum()))
-    selected = torch.rand(num_words, generator=generator) < word_prob
-    action = torch.rand(num_words, generator=generator)  # < 0.8 mask, < 0.9 random, else keep
-
-    w = wid.clamp(min=0)
-    target = in_word & selected[w]
-    labels[target] = input_ids[target]
-
-    masked_ids = input_ids.clone()
-    masked_ids[target & (action[w] < 0.8)] = mask_token_id
-    to_random = target & (action[w] >= 0.8) & (action[w] < 0.9)
-    num_random = int(to_random.sum())
-    if num_random:
-        picks = torch.randint(len(random_ids), (num_random,), generator=generator)
-        masked_ids[to_random] = random_ids[picks]
-    return masked_ids, labels
+        w = np.maximum(wid, 0)
+        target = in_word & selected[w]
+        labels[target] = ids[target]
+        masked[target & (action[w] < 0.8)] = mask_token_id
+        to_random = target & (action[w] >= 0.8) & (action[w] < 0.9)
+        masked[to_random] = random_ids[rng.integers(len(random_ids), size=int(to_random.sum()))]
+    return torch.from_numpy(masked), torch.from_numpy(labels)
 
 
 @dataclass
@@ -128,8 +127,8 @@ class WordMasker:
     A plain picklable object, so it can be a DataLoader worker's collate function.
     """
 
-    classes: torch.Tensor
-    random_ids: torch.Tensor
+    classes: np.ndarray
+    random_ids: np.ndarray
     mask_token_id: int
     mask_prob: float = 0.15
     generator: torch.Generator | None = None

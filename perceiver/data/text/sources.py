@@ -23,8 +23,6 @@ import datasets
 import datasets.config
 from datasets import Dataset, DatasetDict
 
-from perceiver.data.text.sample import load_sample_articles
-
 logger = logging.getLogger(__name__)
 
 HUB_PROBE_TIMEOUT_S = 3.0
@@ -67,6 +65,8 @@ def split_dataset(ds: Dataset, valid_every: int) -> DatasetDict:
 
 def load_sample(valid_every: int) -> DatasetDict:
     """The gensim Wikipedia sample (see ``perceiver.data.text.sample``), split by article index."""
+    from perceiver.data.text.sample import load_sample_articles  # here: keeps this module free of package imports
+
     return split_dataset(Dataset.from_list(list(load_sample_articles())), valid_every)
 
 
