@@ -206,6 +206,7 @@ def build_cache(
         manifest = {"format": CACHE_FORMAT, "dtype": dtype.name, "settings": settings, "splits": splits}
         manifest.update(extra or {}, files=files)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        tmp.chmod(0o755)  # mkdtemp creates it private; the cache may be shared
         try:
             os.replace(tmp, cache_dir)
         except OSError:  # another process finished the same cache first
