@@ -70,6 +70,7 @@ class RunJournal(Callback):
         self.status = "running"
         self._t0 = self._t_last = 0.0
         self._attention_input: Optional[torch.Tensor] = None
+        self._created = time.time()
 
     # --- files ------------------------------------------------------------------------------------------------------
 
@@ -94,7 +95,8 @@ class RunJournal(Callback):
             for name in ("metrics.jsonl", "samples.jsonl", "metrics.json"):
                 (self.run_dir / name).unlink(missing_ok=True)
             shutil.rmtree(self.run_dir / "attention", ignore_errors=True)
-            self.stop_path.unlink(missing_ok=True)
+            if self.stop_path.exists() and self.stop_path.stat().st_mtime < self._created:
+                self.stop_path.unlink()  # left over from an earlier run; a Stop during startup is kept
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._t0 = self._t_last = time.perf_counter()

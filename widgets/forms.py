@@ -1,0 +1,302 @@
+"""ipywidgets forms generated from config dataclasses and from function signatures.
+
+A field's widget follows its type hint (bool: checkbox, Literal: dropdown, int/float: number box, anything optional
+or a union: text box parsed back to the type), its help text is the field's attribute docstring (or the
+``Args:`` entry of the owner's docstring), and its default is the dataclass or signature default. A field added to
+a config therefore appears in its form without any change here. Forms only parse values; the rules are checked by
+constructing the dataclass, whose ``ValueError`` names the field (see ``show_errors``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import inspect
+import typing
+from typing import Any, Callable, Iterable, Literal, Optional, Union
+
+import docstring_parser
+import ipywidgets as w
+
+MISSING = dataclasses.MISSING
+_ERROR_STYLE = "color:#c62828;font-size:90%"
+_HELP_STYLE = "color:#666;font-size:85%;line-height:1.2"
+
+
+class FieldError(ValueError):
+    """A value that cannot be parsed to its field's type; ``name`` is the dotted field name."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"{name}: {message}")
+        self.name, self.message = name, message
+
+
+# --- introspection ------------------------------------------------------------------------------------------------
+
+
+def attribute_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings of a dataclass, its bases included (the most derived class wins)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            try:
+                parsed = docstring_parser.parse_from_object(klass)
+            except (OSError, TypeError):  # no source available
+                continue
+            docs.update({p.arg_name: " ".join((p.description or "").split()) for p in parsed.params})
+    return docs
+
+
+def signature_docs(obj: Callable) -> dict[str, str]:
+    """``Args:`` descriptions of a function's or class's docstring."""
+    out: dict[str, str] = {}
+    for o in (obj.__init__, obj) if inspect.isclass(obj) else (obj,):
+        try:
+            params = docstring_parser.parse(inspect.getdoc(o) or "").params
+        except docstring_parser.ParseError:
+            continue
+        out.update({p.arg_name: " ".join((p.description or "").split()) for p in params if p.description})
+    return out
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Type hints of a dataclass's fields with generic parameters (e.g. ``PerceiverIOConfig[E, D]``) resolved."""
+    hints = typing.get_type_hints(cls)
+    bindings: dict[Any, Any] = {}
+    for klass in cls.__mro__:
+        for base in getattr(klass, "__orig_bases__", ()):
+            origin = typing.get_origin(base)
+            params = getattr(origin, "__parameters__", ())
+            bindings.update(zip(params, typing.get_args(base)))
+    return {k: bindings.get(v, v) for k, v in hints.items()}
+
+
+def _optional(tp) -> tuple[Any, bool]:
+    """(inner type, is optional) for ``Optional[X]``."""
+    if typing.get_origin(tp) is Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) < len(typing.get_args(tp)):
+            return (args[0] if len(args) == 1 else Union[tuple(args)]), True
+    return tp, False
+
+
+def literal_values(tp) -> Optional[list]:
+    """All values of a Literal, or of a union of Literals (None if ``tp`` is something else)."""
+    if typing.get_origin(tp) is Literal:
+        return list(typing.get_args(tp))
+    if typing.get_origin(tp) is Union:
+        parts = [literal_values(a) for a in typing.get_args(tp) if a is not type(None)]
+        if parts and all(p is not None for p in parts):
+            return [v for p in parts for v in p]
+    return None
+
+
+# --- one field ----------------------------------------------------------------------------------------------------
+
+
+def parse_text(text: str, tp, optional: bool):
+    """Parse a text box to ``tp``: '' or 'None' is None for optional fields; unions try int, float, list, str."""
+    text = text.strip()
+    if text in ("", "None", "none", "null"):
+        if optional:
+            return None
+        raise ValueError("a value is required")
+    if tp is int:
+        return int(text)
+    if tp is float:
+        return float(text)
+    if tp is str:
+        return text
+    for convert in (int, float):  # unions such as Trainer's devices: list[int] | str | int
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    if "," in text or text.startswith("["):
+        return [int(x) for x in text.strip("[]").split(",") if x.strip()]
+    return text
+
+
+class Field:
+    """A labeled input widget for one value, with its help text and an inline error line."""
+
+    def __init__(self, name: str, tp, default: Any, help: str = "", choices: Optional[Iterable] = None):
+        self.name = name
+        self.type, self.optional = _optional(tp)
+        values = list(choices) if choices is not None else literal_values(tp)
+        if values is not None:
+            options = [(str(v), v) for v in values] + ([("None", None)] if self.optional and None not in values else [])
+            self.input = w.Dropdown(options=options)
+        elif self.type is bool and not self.optional:
+            self.input = w.Checkbox(indent=False)
+        elif self.type is int and not self.optional:
+            self.input = w.IntText()
+        elif self.type is float and not self.optional:
+            self.input = w.FloatText()
+        else:
+            self.input = w.Text(placeholder="None" if self.optional else "")
+        self.input.layout = w.Layout(width="180px")
+        self.help = help
+        label = w.Label(name, tooltip=help, layout=w.Layout(width="260px"))
+        self.error = w.HTML()
+        self.widget = w.VBox([
+            w.HBox([label, self.input, self.error]),
+            w.HTML(f"<div style='{_HELP_STYLE};margin-left:264px'>{html.escape(help)}</div>") if help else w.HTML(),
+        ])
+        self.default = default
+        self.reset()
+
+    def reset(self) -> None:
+        if self.default is not MISSING:
+            self.set(self.default)
+
+    @property
+    def text_input(self) -> bool:
+        return isinstance(self.input, w.Text)
+
+    def get(self) -> Any:
+        if not self.text_input:
+            return self.input.value
+        try:
+            return parse_text(self.input.value, self.type, self.optional)
+        except ValueError as e:
+            raise FieldError(self.name, f"{self.input.value!r} is not valid ({e})") from None
+
+    def set(self, value: Any) -> None:
+        if self.text_input:
+            self.input.value = "" if value is None else ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        else:
+            self.input.value = value
+
+    def show_error(self, message: Optional[str]) -> None:
+        self.error.value = f"<span style='{_ERROR_STYLE}'>⚠ {html.escape(message)}</span>" if message else ""
+
+    def observe(self, fn: Callable) -> None:
+        self.input.observe(lambda change: fn(), names="value")
+
+
+# --- forms --------------------------------------------------------------------------------------------------------
+
+
+class Form:
+    """Fields (and nested forms) by name; ``values()`` parses them into a (nested) dict."""
+
+    def __init__(self, title: str = ""):
+        self.title = title
+        self.fields: dict[str, Union[Field, "Form"]] = {}
+
+    def values(self) -> dict[str, Any]:
+        errors, out = [], {}
+        for name, f in self.fields.items():
+            try:
+                out[name] = f.values() if isinstance(f, Form) else f.get()
+            except FieldError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
+        return out
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            f = self.fields.get(name)
+            if isinstance(f, Form):
+                f.set_values(value)
+            elif f is not None:
+                f.set(value)
+
+    def reset(self) -> None:
+        """Every field back to its default."""
+        for f in self.fields.values():
+            f.reset()
+
+    def field(self, dotted: str) -> Optional[Field]:
+        head, _, rest = dotted.partition(".")
+        f = self.fields.get(head)
+        return f.field(rest) if isinstance(f, Form) and rest else f if isinstance(f, Field) else None
+
+    def all_fields(self, prefix: str = "") -> dict[str, Field]:
+        out = {}
+        for name, f in self.fields.items():
+            out.update(f.all_fields(f"{prefix}{name}.") if isinstance(f, Form) else {prefix + name: f})
+        return out
+
+    def observe(self, fn: Callable) -> None:
+        for f in self.fields.values():
+            f.observe(fn)
+
+    def clear_errors(self) -> None:
+        for f in self.all_fields().values():
+            f.show_error(None)
+
+    def show_error(self, message: str) -> list[str]:
+        """Show ``message`` beside every field it names (``encoder.dropout``, ``Config.max_latents`` or a bare field
+        name); returns those names."""
+        named = [name for name in self.all_fields() if mentions(message, name)]
+        for name in named:
+            self.all_fields()[name].show_error(message)
+        return named
+
+    @property
+    def widget(self) -> w.Widget:
+        children = []
+        for name, f in self.fields.items():
+            if isinstance(f, Form):
+                acc = w.Accordion([f.widget])
+                acc.set_title(0, f.title or name)
+                children.append(acc)
+            else:
+                children.append(f.widget)
+        return w.VBox(children)
+
+
+def mentions(message: str, dotted: str) -> bool:
+    """Whether an error message names the field ``dotted`` (as ``a.b``, ``Class.b`` or a bare ``b``)."""
+    import re
+
+    leaf = dotted.rsplit(".", 1)[-1]
+    if "." in dotted and dotted in message:
+        return True
+    parent = dotted.rsplit(".", 1)[0] if "." in dotted else None
+    for m in re.finditer(rf"(?<![\w])((?:[A-Za-z_]\w*\.)?){re.escape(leaf)}(?![\w])", message):
+        qualifier = m.group(1).rstrip(".")
+        if parent is None:
+            if not qualifier or qualifier[:1].isupper():  # bare name or ClassName.field
+                return True
+        elif qualifier == parent or (qualifier[:1].isupper() and parent.lower() in qualifier.lower()):
+            return True
+    return False
+
+
+class DataclassForm(Form):
+    """A form for the fields of a config dataclass; nested dataclass fields become nested forms."""
+
+    def __init__(self, cls: type, exclude: Iterable[str] = (), title: str = ""):
+        super().__init__(title or cls.__name__)
+        self.cls = cls
+        exclude = set(exclude)
+        docs, types = attribute_docs(cls), field_types(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in exclude or not f.init:
+                continue
+            tp = types[f.name]
+            if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+                self.fields[f.name] = DataclassForm(tp, exclude, title=f"{f.name}: {docs.get(f.name, tp.__name__)}")
+                continue
+            default = f.default if f.default is not MISSING else (
+                f.default_factory() if f.default_factory is not MISSING else MISSING)
+            self.fields[f.name] = Field(f.name, tp, default, docs.get(f.name, ""))
+
+
+class SignatureForm(Form):
+    """A form for chosen parameters of functions or classes: ``{name: (owner, parameter name)}``."""
+
+    def __init__(self, spec: dict[str, tuple[Callable, str]], choices: Optional[dict[str, list]] = None,
+                 title: str = ""):
+        super().__init__(title)
+        choices = choices or {}
+        for name, (owner, param_name) in spec.items():
+            param = inspect.signature(owner).parameters[param_name]
+            tp = typing.get_type_hints(owner.__init__ if inspect.isclass(owner) else owner).get(param_name, str)
+            default = param.default if param.default is not inspect.Parameter.empty else MISSING
+            help = signature_docs(owner).get(param_name, "")
+            self.fields[name] = Field(name, tp, default, help, choices.get(name))
