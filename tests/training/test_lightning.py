@@ -1,0 +1,138 @@
+"""The Lightning modules: create/backend_model, checkpoints that rebuild the model, params loading (checkpoint and
+directory, shape mismatch, malicious pickle, offline hub id), loss alignment and metrics."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import time
+import zipfile
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from perceiver.hub import HubUnavailableError
+from perceiver.model.core.params import ParamsError
+from perceiver.model.text.clm import CausalLanguageModel, LitCausalLanguageModel
+from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel
+from perceiver.model.text.mlm import LitMaskedLanguageModel, MaskedLanguageModel
+from perceiver.model.text.mlm.huggingface import PerceiverMaskedLanguageModel
+from tests.training.conftest import state_equal, tiny_clm_config, tiny_mlm_config
+
+
+def test_create_and_backend_model():
+    clm = LitCausalLanguageModel.create(tiny_clm_config())
+    assert isinstance(clm.backend_model, CausalLanguageModel)
+    assert clm.backend_model.config == tiny_clm_config()
+    mlm = LitMaskedLanguageModel.create(tiny_mlm_config())
+    assert isinstance(mlm.backend_model, MaskedLanguageModel)
+    assert mlm.backend_model.config == tiny_mlm_config()
+
+
+@pytest.mark.parametrize("lit_class, config", [(LitCausalLanguageModel, tiny_clm_config), (LitMaskedLanguageModel, tiny_mlm_config)])
+def test_load_from_checkpoint_rebuilds_the_model(lit_class, config, tmp_path):
+    import lightning.pytorch as pl
+
+    model = lit_class.create(config())
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(model)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = lit_class.load_from_checkpoint(path, weights_only=True)
+    assert loaded.backend_model.config == model.backend_model.config
+    assert state_equal(loaded.backend_model.state_dict(), model.backend_model.state_dict())
+
+
+def save_lightning_ckpt(model, path):
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
+
+
+@pytest.mark.parametrize("source", ["ckpt", "ckpt_no_extension", "directory"])
+def test_params_load_pretrained_weights(source, tmp_path):
+    pretrained = LitCausalLanguageModel.create(tiny_clm_config())
+    if source == "directory":
+        path = tmp_path / "model_dir"
+        PerceiverCausalLanguageModel.from_backend(pretrained.backend_model).save_pretrained(path)
+    else:  # what a path is, is decided by its content, not by its extension
+        path = tmp_path / ("model.ckpt" if source == "ckpt" else "weights")
+        save_lightning_ckpt(pretrained, path)
+    model = LitCausalLanguageModel.create(tiny_clm_config(), params=str(path))
+    assert state_equal(model.backend_model.state_dict(), pretrained.backend_model.state_dict())
+    assert model.hparams["params"] is None  # a checkpoint of this model carries its own weights
+
+
+def test_mlm_params_from_directory(tmp_path):
+    pretrained = LitMaskedLanguageModel.create(tiny_mlm_config())
+    PerceiverMaskedLanguageModel.from_backend(pretrained.backend_model).save_pretrained(tmp_path)
+    model = LitMaskedLanguageModel.create(tiny_mlm_config(), params=str(tmp_path))
+    assert state_equal(model.backend_model.state_dict(), pretrained.backend_model.state_dict())
+
+
+def test_params_shape_mismatch_names_parameter_and_field(tmp_path):
+    save_lightning_ckpt(LitCausalLanguageModel.create(tiny_clm_config()), tmp_path / "m.ckpt")
+    with pytest.raises(ParamsError) as e:
+        LitCausalLanguageModel.create(tiny_clm_config(vocab_size=300), params=str(tmp_path / "m.ckpt"))
+    assert "txt_embedding" in str(e.value) and "vocab_size" in str(e.value)
+
+
+class Boom:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_params_refuse_a_malicious_pickle(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = LitCausalLanguageModel.create(tiny_clm_config())
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": model.state_dict(), "payload": Boom()}, path)
+    assert zipfile.is_zipfile(path)
+    with pytest.raises(ParamsError, match="refusing to load"):
+        LitCausalLanguageModel.create(tiny_clm_config(), params=str(path))
+    assert not (tmp_path / "PWNED").exists()
+    # the raw pickle really would have run code
+    assert b"system" in pickle.dumps(Boom())
+
+
+@pytest.mark.parametrize("env", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}])
+def test_params_hub_id_offline_fails_fast(env, monkeypatch):
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    start = time.monotonic()
+    with pytest.raises(HubUnavailableError, match="krasserm/perceiver-ar-clm-base"):
+        LitCausalLanguageModel.create(tiny_clm_config(), params="krasserm/perceiver-ar-clm-base")
+    assert time.monotonic() - start < 5
+
+
+def test_clm_loss_predicts_the_next_token_at_latent_positions():
+    torch.manual_seed(0)
+    model = LitCausalLanguageModel.create(tiny_clm_config()).eval()
+    tokens = torch.randint(6, 262, (2, 65))
+    x, labels = tokens[:, :-1], tokens[:, 1:]  # (B, N): labels are inputs shifted by one
+    pad_mask = torch.zeros_like(x, dtype=torch.bool)
+    pad_mask[1, :10] = True  # left padding sits in the prefix
+    loss, metrics = model.loss_and_metrics({"input_ids": x, "labels": labels, "pad_mask": pad_mask})
+    prefix_len = 64 - 16
+    logits = model.backend_model(x, prefix_len=prefix_len, pad_mask=pad_mask)  # (B, L, V)
+    expected = F.cross_entropy(logits.flatten(0, 1), labels[:, prefix_len:].flatten())
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(metrics["bpb"], expected / math.log(2))
+    torch.testing.assert_close(metrics["ppl"], expected.exp())
+    # the last position's prediction is the token after the input
+    assert logits.shape == (2, 16, 262)
+
+
+def test_mlm_masked_accuracy_counts_targets_only():
+    torch.manual_seed(0)
+    model = LitMaskedLanguageModel.create(tiny_mlm_config()).eval()
+    x = torch.randint(6, 262, (2, 64))
+    labels = torch.full_like(x, -100)
+    labels[:, :5] = x[:, :5]
+    loss, metrics = model.loss_and_metrics({"input_ids": x, "labels": labels, "pad_mask": torch.zeros_like(x).bool()})
+    logits = model.backend_model(x, pad_mask=torch.zeros_like(x).bool())
+    expected = (logits[:, :5].argmax(-1) == x[:, :5]).float().mean()
+    torch.testing.assert_close(metrics["masked_accuracy"], expected)
+    assert torch.isfinite(loss)
