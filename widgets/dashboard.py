@@ -74,11 +74,16 @@ def latest_attention(run_dir: Path) -> Optional[Path]:
     return maps[-1] if maps else None
 
 
-def attention_figure(path: Path, task: str, max_labels: int = 96) -> Figure:
-    """Mean over heads of the recorded attention (I, J), with the input bytes on the key axis where they fit."""
+def attention_figure(path: Path, task: str, max_labels: int = 64) -> Figure:
+    """The attention map saved by ``RunJournal`` at ``path`` (see ``attention_plot``)."""
     data = np.load(path, allow_pickle=True)
-    weights = data["weights"].astype(np.float32).mean(axis=0)  # (I, J)
-    labels = [str(x) for x in data["labels"]]
+    return attention_plot(data["weights"], [str(x) for x in data["labels"]], task, f"step {int(data['step'])}",
+                          max_labels)
+
+
+def attention_plot(weights: np.ndarray, labels: list[str], task: str, note: str = "", max_labels: int = 64) -> Figure:
+    """Mean over heads of attention weights (H, I, J), with the input bytes on the key axis where they fit."""
+    weights = np.asarray(weights, dtype=np.float32).mean(axis=0)  # (I, J)
     i, j = weights.shape
     fig = Figure(figsize=(12, 3.6), dpi=80, layout="constrained")
     ax = fig.subplots()
@@ -86,14 +91,13 @@ def attention_figure(path: Path, task: str, max_labels: int = 96) -> Figure:
     fig.colorbar(im, ax=ax, fraction=0.02)
     what = "encoder cross-attention: latents over input bytes" if task == "mlm" else \
         "prefix cross-attention: latent positions over prefix + latent bytes"
-    ax.set_title(f"{what} (mean of heads, step {int(data['step'])})", fontsize=10)
+    ax.set_title(f"{what} (mean of heads{', ' + note if note else ''})", fontsize=10)
     ax.set_ylabel("latent" if task == "mlm" else "latent position", fontsize=8)
     if labels and len(labels) == j:
         every = max(1, -(-j // max_labels))
         ticks = list(range(0, j, every))
-        ax.set_xticks(ticks, [labels[t] if every == 1 else f"{labels[t]}\n{t}" for t in ticks],
-                      fontsize=7 if every == 1 else 6, fontfamily="monospace")
-        ax.set_xlabel("input byte" + ("" if every == 1 else f" (every {every}th, with position)"), fontsize=8)
+        ax.set_xticks(ticks, [labels[t] for t in ticks], fontsize=8, fontfamily="monospace")
+        ax.set_xlabel("input byte" + ("" if every == 1 else f" (every {every}th of {j})"), fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
     return fig
 

@@ -113,6 +113,8 @@ def _mlm_documented() -> dict:
             "num_latents": d["model.num_latents"], "num_latent_channels": d["model.num_latent_channels"]}
 
 
+WARMUP_COSINE = {"class_path": "perceiver.training.schedulers.CosineWithWarmupLR", "init_args": {"warmup_steps": 10}}
+
 #: preset name -> model overrides (nested dicts for MLM encoder/decoder), settings and extra CLI overrides
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "clm": {
@@ -127,7 +129,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "settings": {"max_seq_len": 256, "batch_size": 16, "max_steps": 200, "lr": 2e-3,
                          "precision": "32-true"},
             "extra": {"trainer": {"val_check_interval": 50, "limit_val_batches": 4},
-                      "model": {"validation_sample_length": 48}, "journal": {"attention_every": 25}},
+                      "model": {"validation_sample_length": 48}, "journal": {"attention_every": 25},
+                      "lr_scheduler": WARMUP_COSINE},
         },
     },
     "mlm": {
@@ -143,14 +146,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                       "decoder": {"num_cross_attention_heads": 4}},
             "settings": {"max_seq_len": 256, "batch_size": 16, "max_steps": 200, "lr": 2e-3,
                          "precision": "32-true"},
-            "extra": {"trainer": {"val_check_interval": 50, "limit_val_batches": 4}, "journal": {"attention_every": 25}},
+            "extra": {"trainer": {"val_check_interval": 50, "limit_val_batches": 4}, "journal": {"attention_every": 25},
+                      "lr_scheduler": WARMUP_COSINE},
         },
     },
 }
 
 #: settings every workbench run starts from (before a preset): offline data, CPU-friendly loading
 BASE_SETTINGS = {"source": "sample", "devices": -1, "max_steps": 1000, "optimizer": "AdamW", "seed": 0}
-BASE_EXTRA = {"data": {"num_workers": 0}, "trainer": {"log_every_n_steps": 1}}
+BASE_EXTRA = {"data": {"num_workers": 0}, "trainer": {"log_every_n_steps": 1, "enable_model_summary": False}}
 
 
 def preset(task: str, name: str) -> dict[str, dict[str, Any]]:
@@ -245,6 +249,8 @@ def cli_config(task: str, config, settings: dict, run_dir: str | Path, extra: Op
                        "init_args": {"run_dir": run_dir, **extra.get("journal", {})}}],
         **extra.get("trainer", {}),
     }
+    if isinstance(trainer.get("val_check_interval"), int) and trainer["val_check_interval"] > settings["max_steps"] > 0:
+        trainer["val_check_interval"] = max(1, settings["max_steps"] // 2)  # short runs still validate (twice)
     data_args = {**t.data_init_args, "source": settings["source"], "max_seq_len": settings["max_seq_len"],
                  "batch_size": settings["batch_size"], **extra.get("data", {})}
     return {
@@ -254,6 +260,7 @@ def cli_config(task: str, config, settings: dict, run_dir: str | Path, extra: Op
         "data": {"class_path": t.data_class_path, "init_args": data_args},
         "optimizer": {"class_path": OPTIMIZERS[settings["optimizer"]], "init_args": {"lr": settings["lr"]}},
         "checkpoint": {"dirpath": str(Path(run_dir, "checkpoints"))},
+        **{k: v for k, v in extra.items() if k not in ("trainer", "data", "model", "journal")},
     }
 
 

@@ -108,7 +108,9 @@ class RunJournal(Callback):
         if saved.is_file():
             shutil.copyfile(saved, self.run_dir / "config.resolved.yaml")
         self._attention_input = self._fixed_input(trainer)
-        print(f"[journal] run directory {self.run_dir}; device {env_device(trainer)}", flush=True)
+        n = sum(p.numel() for p in pl_module.parameters())
+        print(f"[journal] {type(getattr(pl_module, 'model', pl_module)).__name__} with {n / 1e6:.2f}M parameters on "
+              f"{env_device(trainer)}; run directory {self.run_dir}", flush=True)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         now = time.perf_counter()
@@ -220,17 +222,7 @@ class RunJournal(Callback):
         if name is None or self._attention_input is None:
             return None
         ids = self._attention_input.to(pl_module.device)
-        was_training = model.training
-        model.eval()
-        try:
-            with record_attention(model, [name]) as rec:
-                if type(model).__name__ == "CausalLanguageModel":
-                    model(ids, prefix_len=max(0, ids.shape[1] - model.max_latents))
-                else:
-                    model(ids)
-        finally:
-            model.train(was_training)
-        weights = rec.weights[name][0].float().cpu().numpy()  # (H, I, J)
+        weights = plotted_attention(model, ids)[0].float().cpu().numpy()  # (H, I, J)
         tokenizer = getattr(pl_module, "tokenizer", None)
         labels = token_labels(tokenizer, ids[0].tolist()) if tokenizer is not None else []
         path = self.run_dir / "attention" / f"step-{trainer.global_step:06d}.npz"
@@ -241,6 +233,25 @@ class RunJournal(Callback):
                                 labels=np.array(labels, dtype=object), module=name, step=trainer.global_step)
         os.replace(tmp, path)
         return path
+
+
+@torch.no_grad()
+def plotted_attention(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """Attention weights (B, H, I, J) of the module the workbench plots (``ATTENTION_MODULES``) for token ids
+    (B, N), in eval mode: the MLM encoder cross-attention (latents over inputs) or the CLM prefix cross-attention
+    (latent positions over prefix and latents, with ``prefix_len = N - max_latents``)."""
+    name = ATTENTION_MODULES[type(model).__name__]
+    was_training = model.training
+    model.eval()
+    try:
+        with record_attention(model, [name]) as rec:
+            if type(model).__name__ == "CausalLanguageModel":
+                model(ids, prefix_len=max(0, ids.shape[1] - model.max_latents))
+            else:
+                model(ids)
+    finally:
+        model.train(was_training)
+    return rec.weights[name]
 
 
 def token_labels(tokenizer, ids: list[int]) -> list[str]:
