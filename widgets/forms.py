@@ -112,8 +112,13 @@ def parse_text(text: str, tp, optional: bool):
             return convert(text)
         except ValueError:
             pass
+    args = typing.get_args(tp)
     if "," in text or text.startswith("["):
+        if not any(typing.get_origin(a) is list for a in args):
+            raise ValueError("a list is not allowed here")
         return [int(x) for x in text.strip("[]").split(",") if x.strip()]
+    if args and str not in args:
+        raise ValueError("expected a number")
     return text
 
 
