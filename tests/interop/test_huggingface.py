@@ -127,6 +127,24 @@ def test_trainer_trains(clm, tmp_path):
     assert not torch.equal(before, clm.backend_model.cross_attn.attention.q_proj.weight)
 
 
+def test_peft_lora_trains(clm):
+    pytest.importorskip("peft")
+    from peft import LoraConfig, get_peft_model
+
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "fc1", "fc2"]
+    model = get_peft_model(clm, LoraConfig(task_type="CAUSAL_LM", target_modules=targets, r=4))
+    x = torch.randint(6, 262, (2, 16))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(3):
+        loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
 # --- Auto classes --------------------------------------------------------------------------------------------------
 
 
