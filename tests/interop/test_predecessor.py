@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import zipfile
 
 import pytest
 import torch
-from conftest import fixture_path, reference
+from conftest import FIXTURES, fixture_path, reference
 
 from perceiver.model.core.params import ParamsError
 from perceiver.model.text.clm.backend import CausalLanguageModel
@@ -163,3 +164,27 @@ def test_not_a_predecessor_directory(tmp_path):
     torch.save({"w": torch.zeros(1)}, tmp_path / "pytorch_model.bin")
     with pytest.raises(ParamsError, match="not a perceiver-io 0.11 model directory"):
         load_predecessor(str(tmp_path))
+
+
+def test_documented_predecessor_configs():
+    """The config.json files of the published 201M MLM and 30.6M CLM build models of the documented sizes."""
+    for name, build, size in (("mlm_201m", lambda c: MaskedLanguageModel(mlm_config(c)), 201_108_230),
+                              ("clm_30m", lambda c: CausalLanguageModel(clm_config(c)), 30_563_078)):
+        config = json.load(open(os.path.join(FIXTURES, "documented", name, "config.json")))["model_config"]
+        with torch.device("meta"):
+            assert sum(p.numel() for p in build(config).parameters()) == size
+
+
+@torch.no_grad()
+def test_cli_model_params_from_predecessor_checkpoint(tmp_path):
+    from perceiver.scripts.text.clm import DEFAULTS, CausalLanguageModelCLI
+
+    _, info = reference("clm")
+    c = info["model_config"]
+    args = ["--data.source=sample", f"--data.dataset_dir={tmp_path}", f"--trainer.default_root_dir={tmp_path}",
+            f"--data.max_seq_len={c['max_seq_len']}", f"--model.params={fixture_path('clm', 'lightning.ckpt')}"]
+    args += [f"--model.{k}={c[k]}" for k in ("max_latents", "num_channels", "num_heads", "num_self_attention_layers",
+                                             "cross_attention_widening_factor", "self_attention_widening_factor")]
+    cli = CausalLanguageModelCLI(LitCausalLanguageModel, defaults=DEFAULTS, args=args, run=False)
+    ref, _ = reference("clm")
+    assert max_diff(cli.model.model.eval()(ref["full.input_ids"], 48), ref["full.logits"]) <= ATOL
