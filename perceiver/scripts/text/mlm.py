@@ -31,7 +31,7 @@ DEFAULTS = {
         "cross_attention_residual": False,
         "dropout": 0.1,
     },
-    "data": {"class_path": "perceiver.data.text.WikipediaDataModule", "init_args": {"task": "mlm"}},
+    "data": {"class_path": "perceiver.data.text.WikipediaDataModule", "init_args": {"task": "mlm", "max_seq_len": 2048}},
 }
 
 

@@ -1,0 +1,124 @@
+"""The Lightning CLI: documented defaults (201M MLM, 30.6M CLM), data -> model links, optimizer and schedule
+resolution, and a short fit that writes TensorBoard and CSV logs, a text sample and checkpoints."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from perceiver.model.text.clm import LitCausalLanguageModel
+from perceiver.model.text.mlm import LitMaskedLanguageModel
+from perceiver.scripts.text import clm, mlm
+from perceiver.training.schedulers import CosineWithWarmupLR
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def plain_argv(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["cli"])  # pytest's own arguments are not the CLI's
+
+
+def print_config(main, capsys, *args) -> dict:
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--print_config", *args])
+    assert e.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_print_config_shows_documented_mlm_defaults(capsys):
+    config = print_config(mlm.main, capsys)
+    model, data = config["model"], config["data"]
+    assert model["num_latents"] == 256 and model["num_latent_channels"] == 1280
+    assert model["encoder"]["num_input_channels"] == 768
+    assert model["encoder"]["num_self_attention_layers_per_block"] == 26
+    assert model["decoder"]["cross_attention_residual"] is False
+    assert data["class_path"].endswith("WikipediaDataModule")
+    assert data["init_args"]["task"] == "mlm" and data["init_args"]["max_seq_len"] == 2048
+
+
+def test_print_config_shows_documented_clm_defaults(capsys):
+    config = print_config(clm.main, capsys, "--data.source=sample")
+    model, data = config["model"], config["data"]
+    assert (model["num_channels"], model["num_heads"], model["num_self_attention_layers"]) == (512, 8, 8)
+    assert model["max_latents"] == 512 and model["cross_attention_dropout"] == 0.5
+    assert data["class_path"].endswith("WikiTextDataModule")
+    assert data["init_args"]["task"] == "clm" and data["init_args"]["padding_side"] == "left"
+    assert data["init_args"]["max_seq_len"] == 4096
+
+
+def num_params(model) -> float:
+    return sum(p.numel() for p in model.backend_model.parameters()) / 1e6
+
+
+@pytest.mark.slow
+def test_defaults_build_the_documented_model_sizes():
+    cli = mlm.MaskedLanguageModelCLI(LitMaskedLanguageModel, defaults=mlm.DEFAULTS, args=["--data.source=sample"], run=False)
+    assert round(num_params(cli.model)) == 201
+    cli = clm.CausalLanguageModelCLI(LitCausalLanguageModel, defaults=clm.DEFAULTS, args=["--data.source=sample"], run=False)
+    assert round(num_params(cli.model), 1) == 30.6
+
+
+def test_data_links_and_optimizer_resolution():
+    args = [
+        "--data=WikiTextDataModule", "--data.source=sample", "--data.max_seq_len=96", "--model.max_latents=32",
+        "--model.num_channels=32", "--model.num_self_attention_layers=1", "--optimizer=Lamb", "--optimizer.lr=1e-3",
+    ]
+    cli = clm.CausalLanguageModelCLI(LitCausalLanguageModel, defaults=clm.DEFAULTS, args=args, run=False)
+    assert cli.model.backend_model.config.max_seq_len == 96
+    assert cli.model.backend_model.config.vocab_size == cli.datamodule.vocab_size == 262
+    optimizer = cli.model.configure_optimizers()
+    assert type(optimizer).__module__.startswith("pytorch_optimizer") and type(optimizer).__name__ == "Lamb"
+
+    args = [
+        "--data=WikipediaDataModule", "--data.source=sample", "--data.max_seq_len=64", "--model.num_latents=8",
+        "--model.num_latent_channels=32", "--model.encoder.num_input_channels=32",
+        "--model.encoder.num_self_attention_layers_per_block=1", "--optimizer=AdamW",
+    ]
+    cli = mlm.MaskedLanguageModelCLI(LitMaskedLanguageModel, defaults=mlm.DEFAULTS, args=args, run=False)
+    config = cli.model.backend_model.config
+    assert config.encoder.max_seq_len == config.decoder.max_seq_len == 64
+    assert config.encoder.vocab_size == config.decoder.vocab_size == 262
+    assert type(cli.model.configure_optimizers()).__name__ == "AdamW"
+
+
+def test_fit_writes_logs_samples_checkpoints_and_links_cosine_steps(dataset_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = clm.main([
+        "fit", "--data=WikiTextDataModule", "--data.source=sample", f"--data.dataset_dir={dataset_dir}",
+        "--data.max_seq_len=64", "--data.batch_size=4", "--data.max_documents=6", "--data.num_workers=0",
+        "--model.max_latents=16", "--model.num_channels=32", "--model.num_heads=2",
+        "--model.num_self_attention_layers=1", "--model.validation_sample_length=8",
+        "--optimizer=Adam", "--optimizer.lr=1e-3",
+        "--lr_scheduler=CosineWithWarmupLR", "--lr_scheduler.warmup_steps=1",
+        "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.max_steps=3", "--trainer.val_check_interval=3",
+        "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
+        "--trainer.logger=TensorBoardLogger", "--trainer.logger.save_dir=logs", "--trainer.logger.name=clm",
+    ])
+    scheduler = cli.trainer.lr_scheduler_configs[0].scheduler
+    assert isinstance(scheduler, CosineWithWarmupLR) and scheduler.training_steps == 3
+    run = tmp_path / "logs" / "clm" / "version_0"
+    assert list(run.glob("events.out.tfevents.*"))
+    metrics = (run / "csv" / "metrics.csv").read_text()
+    for name in ("train_loss", "train_bpb", "train_ppl", "val_loss", "val_bpb", "val_ppl"):
+        assert name in metrics
+    assert "A man" in (run / "csv" / "samples.csv").read_text()
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "checkpoints" / "step=3.ckpt").is_file()
+    assert (run / "config.yaml").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cwd", [REPO, "/"])
+def test_script_runs_by_path_from_anywhere(cwd):
+    env = {**os.environ, "PYTHONPATH": ""}
+    out = subprocess.run(
+        [sys.executable, str(REPO / "perceiver" / "scripts" / "text" / "mlm.py"), "fit", "--help"],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "--model.encoder.num_input_channels" in out.stdout
