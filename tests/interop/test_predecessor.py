@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import sys
 import zipfile
 
 import pytest
@@ -176,8 +177,10 @@ def test_documented_predecessor_configs():
 
 
 @torch.no_grad()
-def test_cli_model_params_from_predecessor_checkpoint(tmp_path):
+def test_cli_model_params_from_predecessor_checkpoint(tmp_path, monkeypatch):
     from perceiver.scripts.text.clm import DEFAULTS, CausalLanguageModelCLI
+
+    monkeypatch.setattr(sys, "argv", ["perceiver.scripts.text.clm"])  # not pytest's arguments
 
     _, info = reference("clm")
     c = info["model_config"]
