@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -36,11 +37,13 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def jupyterlab(tmp_path):
+def jupyterlab():
+    # a private directory: concurrent pytest sessions prune each other's basetemp directories
+    tmp_path = Path(tempfile.mkdtemp(prefix="perceiver-browser-"))
     shutil.copy(ROOT / "notebooks" / "train_clm.ipynb", tmp_path / "train_clm.ipynb")
     port = free_port()
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-           f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={tmp_path}", "--ServerApp.port_retries=0",
+           f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={tmp_path}", "--ServerApp.port_retries=0", "--allow-root",
            "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / ".jupyter-config")}
     log = open(tmp_path / "jupyterlab.log", "w")
@@ -63,6 +66,7 @@ def jupyterlab(tmp_path):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium: apt-get install -y chromium")
@@ -80,25 +84,30 @@ def test_start_live_plot_stop_in_jupyterlab(jupyterlab):
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
                                    ".jp-KernelStatus", timeout=120_000)
+            print("[browser] notebook open; run all cells", flush=True)
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_text("Run All Cells", exact=True).click()
 
             preset = page.locator(".widget-dropdown select").first
             preset.wait_for(timeout=240_000)
+            print("[browser] form shown; picking the tiny preset", flush=True)
             preset.select_option("tiny CPU")
             start = page.get_by_role("button", name="Start")
             page.wait_for_function("() => [...document.querySelectorAll('button')].some("
                                    "b => b.textContent.trim() === 'Start' && !b.disabled)", timeout=60_000)
+            print("[browser] clicking Start", flush=True)
             start.click()
 
             curves = page.locator(".jp-OutputArea-output img").first
             curves.wait_for(timeout=300_000)  # the first loss plot replaces its placeholder
+            print("[browser] first loss plot shown", flush=True)
             first_src = curves.get_attribute("src")
             page.wait_for_function(
                 "src => { const img = document.querySelector('.jp-OutputArea-output img'); "
                 "return img && img.getAttribute('src') !== src; }", arg=first_src, timeout=180_000)
             page.screenshot(path=str(ARTIFACTS / "browser-training.png"), full_page=True)
 
+            print("[browser] loss plot changed; clicking Stop", flush=True)
             page.get_by_role("button", name="Stop").click()
             page.get_by_text("finished (exit code").first.wait_for(timeout=180_000)
             page.get_by_text("finished (exit code").first.scroll_into_view_if_needed()

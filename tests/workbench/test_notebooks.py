@@ -8,8 +8,10 @@ the tolerance absorbs other CPUs and torch builds. Refresh the references with `
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -35,9 +37,10 @@ def papermill(notebook: str, out: Path, params: dict, cwd: Path) -> subprocess.P
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs():
     """Both training notebooks concurrently (each trains with one CPU thread), then generate.ipynb."""
-    tmp = tmp_path_factory.mktemp("notebooks")
+    # a private directory: concurrent pytest sessions prune each other's basetemp directories
+    tmp = Path(tempfile.mkdtemp(prefix="perceiver-notebooks-"))
     procs = {task: papermill(f"train_{task}.ipynb", tmp / f"train_{task}.ipynb",
                              {**TINY, "run_dir": str(tmp / task)}, tmp) for task in ("clm", "mlm")}
     for task, p in procs.items():
@@ -47,7 +50,8 @@ def runs(tmp_path_factory):
                   {"clm_run_dir": str(tmp / "clm"), "mlm_run_dir": str(tmp / "mlm"), "max_new_tokens": 16}, tmp)
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, f"generate.ipynb failed:\n{out[-3000:]}"
-    return tmp
+    yield tmp
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def png_outputs(path: Path) -> int:

@@ -121,7 +121,11 @@ def test_export_yaml_is_accepted_by_the_cli(clm, mlm, tmp_path):
     assert printed["model"]["num_latents"] == config.num_latents
 
 
-def test_start_and_stop_buttons(tmp_path):
+def test_start_and_stop_buttons():
+    import tempfile
+    from pathlib import Path
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="perceiver-widgets-"))  # not pruned by concurrent pytest sessions
     wb = Workbench("clm", preset="tiny CPU", run_dir=str(tmp_path / "run"), max_steps=1000)
     wb.start_button.click()
     try:
@@ -142,3 +146,6 @@ def test_start_and_stop_buttons(tmp_path):
     assert metrics["status"] == "stopped" and metrics["steps"] < 1000
     assert (tmp_path / "run" / "checkpoints" / "final.ckpt").is_file()
     assert (tmp_path / "run" / "config.yaml").is_file() and (tmp_path / "run" / "env.json").is_file()
+    import shutil
+
+    shutil.rmtree(tmp_path, ignore_errors=True)
