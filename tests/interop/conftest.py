@@ -28,7 +28,12 @@ def fixture_path(name: str, *parts: str) -> str:
 
 def reference(name: str) -> tuple[dict, dict]:
     """(tensors, reference.json) of a predecessor fixture."""
-    return load_file(fixture_path(name, "reference.safetensors")), json.load(open(fixture_path(name, "reference.json")))
+    return load_file(fixture_path(name, "reference.safetensors")), read_json(fixture_path(name, "reference.json"))
+
+
+def read_json(path) -> dict:
+    with open(path) as f:
+        return json.load(f)
 
 
 def tiny_mlm_config(max_seq_len: int = 48) -> MaskedLanguageModelConfig:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_clm_config, tiny_mlm_config
+from conftest import read_json, tiny_clm_config, tiny_mlm_config
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PerceiverTokenizer, pipeline
 
@@ -46,7 +45,7 @@ def left_padded(tokenizer, texts):
 @torch.no_grad()
 def test_mlm_round_trip(mlm, tmp_path):
     mlm.save_pretrained(tmp_path)
-    config = json.load(open(tmp_path / "config.json"))
+    config = read_json(tmp_path / "config.json")
     assert config["model_type"] == "perceiver-mlm" and config["model_config"]["encoder"]["num_input_channels"] == 32
     assert all(k.startswith("backend_model.") for k in load_file(tmp_path / "model.safetensors"))
     loaded = PerceiverMaskedLanguageModel.from_pretrained(tmp_path).eval()
@@ -64,7 +63,7 @@ def test_mlm_round_trip(mlm, tmp_path):
 @torch.no_grad()
 def test_clm_round_trip(clm, tmp_path):
     clm.save_pretrained(tmp_path)
-    assert json.load(open(tmp_path / "config.json"))["model_type"] == "perceiver-clm"
+    assert read_json(tmp_path / "config.json")["model_type"] == "perceiver-clm"
     loaded = PerceiverCausalLanguageModel.from_pretrained(tmp_path).eval()
     x = torch.randint(6, 262, (2, 20))
     expected = clm(x).logits

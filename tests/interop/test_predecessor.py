@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import sys
@@ -10,7 +9,7 @@ import zipfile
 
 import pytest
 import torch
-from conftest import FIXTURES, fixture_path, reference
+from conftest import FIXTURES, fixture_path, read_json, reference
 
 from perceiver.model.core.params import ParamsError
 from perceiver.model.text.clm.backend import CausalLanguageModel
@@ -171,7 +170,7 @@ def test_documented_predecessor_configs():
     """The config.json files of the published 201M MLM and 30.6M CLM build models of the documented sizes."""
     for name, build, size in (("mlm_201m", lambda c: MaskedLanguageModel(mlm_config(c)), 201_108_230),
                               ("clm_30m", lambda c: CausalLanguageModel(clm_config(c)), 30_563_078)):
-        config = json.load(open(os.path.join(FIXTURES, "documented", name, "config.json")))["model_config"]
+        config = read_json(os.path.join(FIXTURES, "documented", name, "config.json"))["model_config"]
         with torch.device("meta"):
             assert sum(p.numel() for p in build(config).parameters()) == size
 

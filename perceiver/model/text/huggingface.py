@@ -30,7 +30,7 @@ class PerceiverBackendConfig(PretrainedConfig):
         if dataclasses.is_dataclass(self.model_config):
             self.model_config = dataclasses.asdict(self.model_config)
         super().__post_init__(**kwargs)
-        self.backend_config  # validate now, naming the offending field
+        self.backend_config  # noqa: B018  (validates now, naming the offending field)
 
     @classmethod
     def default_backend_config(cls):

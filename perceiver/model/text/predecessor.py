@@ -15,7 +15,6 @@ import enum
 import re
 from typing import Callable, Iterable, Optional, Union
 
-import torch
 import torch.nn as nn
 
 from perceiver.model.core import params
@@ -133,8 +132,7 @@ def mlm_config(values: dict) -> MaskedLanguageModelConfig:
     """Our config of a 0.11 MLM ``model_config`` (HF) or Lightning ``hyper_parameters``."""
     encoder = TextEncoderConfig(**_known(TextEncoderConfig, {**_as_dict(values["encoder"]), "params": None}))
     decoder = TextDecoderConfig(**_known(TextDecoderConfig, _as_dict(values["decoder"])))
-    rest = _known(MaskedLanguageModelConfig, values)
-    rest.pop("encoder"), rest.pop("decoder")
+    rest = {k: v for k, v in _known(MaskedLanguageModelConfig, values).items() if k not in ("encoder", "decoder")}
     return MaskedLanguageModelConfig(encoder, decoder, **rest)
 
 
