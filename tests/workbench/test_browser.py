@@ -69,6 +69,20 @@ def jupyterlab():
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+def dismiss_dialogs(page, wait_s: float = 8.0) -> None:
+    """Accept JupyterLab's kernel selection dialog (it appears on some starts) and decline the news prompt."""
+    deadline = time.time() + wait_s
+    while time.time() < deadline:
+        select = page.locator(".jp-Dialog button").filter(has_text="Select")
+        if select.count():
+            select.first.click()
+            break
+        time.sleep(0.5)
+    news = page.locator(".jp-toast-button").filter(has_text="No")
+    if news.count():
+        news.first.click()
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium: apt-get install -y chromium")
 def test_start_live_plot_stop_in_jupyterlab(jupyterlab):
     from playwright.sync_api import sync_playwright
@@ -84,6 +98,7 @@ def test_start_live_plot_stop_in_jupyterlab(jupyterlab):
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
                                    ".jp-KernelStatus", timeout=120_000)
+            dismiss_dialogs(page)
             print("[browser] notebook open; run all cells", flush=True)
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_text("Run All Cells", exact=True).click()
@@ -92,7 +107,7 @@ def test_start_live_plot_stop_in_jupyterlab(jupyterlab):
             preset.wait_for(timeout=240_000)
             print("[browser] form shown; picking the tiny preset", flush=True)
             preset.select_option("tiny CPU")
-            start = page.get_by_role("button", name="Start")
+            start = page.locator("button.widget-button").filter(has_text="Start")
             page.wait_for_function("() => [...document.querySelectorAll('button')].some("
                                    "b => b.textContent.trim() === 'Start' && !b.disabled)", timeout=60_000)
             print("[browser] clicking Start", flush=True)
@@ -108,7 +123,7 @@ def test_start_live_plot_stop_in_jupyterlab(jupyterlab):
             page.screenshot(path=str(ARTIFACTS / "browser-training.png"), full_page=True)
 
             print("[browser] loss plot changed; clicking Stop", flush=True)
-            page.get_by_role("button", name="Stop").click()
+            page.locator("button.widget-button").filter(has_text="Stop").click()
             page.get_by_text("finished (exit code").first.wait_for(timeout=180_000)
             page.get_by_text("finished (exit code").first.scroll_into_view_if_needed()
             page.screenshot(path=str(SCREENSHOT), full_page=True)
