@@ -42,6 +42,13 @@ class TextCLI(LightningCLI):
         parser.link_arguments("data.init_args.tokenizer", "model.tokenizer", apply_on="parse")
         parser.set_defaults(self.defaults)
 
+    def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if "weights_only" in self._subcommand_method_arguments[subcommand]:
+            # --ckpt_path never unpickles code; our checkpoints hold only tensors and plain data
+            parser.set_defaults(weights_only=True)
+        return parser
+
     def instantiate_trainer(self, **kwargs):
         extra = [InterruptCheckpoint(), RNGState(), LearningRateMonitor(logging_interval="step")]
         # kwargs replace the trainer config's entries, so the callbacks given in the config must be carried over
