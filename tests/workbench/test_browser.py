@@ -125,7 +125,7 @@ def test_start_live_plot_stop_in_jupyterlab(jupyterlab):
             print("[browser] loss plot changed; clicking Stop", flush=True)
             page.locator("button.widget-button").filter(has_text="Stop").click()
             page.get_by_text("finished (exit code").first.wait_for(timeout=180_000)
-            page.get_by_text("finished (exit code").first.scroll_into_view_if_needed()
+            curves.scroll_into_view_if_needed()
             page.screenshot(path=str(SCREENSHOT), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "browser-failure.png"), full_page=True)
