@@ -11,6 +11,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 
 
 class InterruptCheckpoint(Callback):
@@ -18,7 +19,8 @@ class InterruptCheckpoint(Callback):
     resumed with ``--ckpt_path``."""
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if getattr(exception, "skip_interrupt_checkpoint", False) or trainer.state.stage != "train":
+        # during fit, also while validating (Lightning handles SIGTERM there too)
+        if getattr(exception, "skip_interrupt_checkpoint", False) or trainer.state.fn != TrainerFn.FITTING:
             return
         if trainer.global_step == 0:  # nothing trained yet (e.g. a configuration error)
             return
