@@ -60,7 +60,7 @@ def libs_for(case: str) -> list[str]:
 
 def run_worker(lib: str, case: str, precision: str, args, count_flops: bool) -> dict:
     reps = args.reps if args.reps is not None else (1 if args.quick or args.smoke or precision != "fp32" else 3)
-    warmup = 0 if args.smoke else 1
+    warmup = args.warmup if args.warmup is not None else (0 if args.smoke else 1)
     cmd = ["--lib", lib, "--case", case, "--precision", precision, "--reps", str(reps), "--warmup", str(warmup),
            "--threads", str(args.threads)] + (["--count-flops"] if count_flops else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
@@ -221,9 +221,12 @@ def main():
     p.add_argument("--quick", action="store_true", help="1 timed repetition after 1 warm-up (default: 3 in fp32)")
     p.add_argument("--smoke", action="store_true", help="tiny models, 1 repetition, no warm-up (CI)")
     p.add_argument("--reps", type=int, default=None)
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps before timing (default 1; smoke 0)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--timeout", type=int, default=1800, help="seconds per worker process")
     p.add_argument("--json", default=str(HERE / "results" / "latest.json"))
+    p.add_argument("--from-json", nargs="+", metavar="FILE",
+                   help="run nothing: merge the results of earlier runs (e.g. an fp32 and a bf16-mixed one) into one table")
     args = p.parse_args()
 
     names = []
@@ -235,16 +238,31 @@ def main():
     load_before = os.getloadavg()
 
     results = {}
-    for case in names:
+    if args.from_json:
+        names, precisions = [], []
+        for f in args.from_json:
+            data = json.loads(Path(f).read_text())
+            for r in data["results"]:
+                results[(r["case"], r["precision"], r["lib"])] = r
+                names += [] if r["case"] in names else [r["case"]]
+                precisions += [] if r["precision"] in precisions else [r["precision"]]
+            load_before = tuple(data.get("load_average_before", load_before))
+        order = GROUPS["all"] + GROUPS["smoke"]
+        names.sort(key=lambda c: order.index(c) if c in order else len(order))
+        precisions.sort(key=lambda pr: pr != "fp32")
+    for case in [] if args.from_json else names:
         for prec in precisions:
             for lib in libs_for(case):
                 if lib not in libs:
                     continue
-                count = (prec == "fp32" or "fp32" not in precisions) and "gen" not in case
+                # bf16-mixed rows use the FLOPs counted in the fp32 run of the same case (--from-json to merge)
+                count = prec == "fp32" and "gen" not in case
                 r = run_worker(lib, case, prec, args, count_flops=count)
                 results[(case, prec, lib)] = r
-                msg = r.get("median_s") if r.get("status") == "ok" else r.get("error")
+                msg = (f"{r['median_s']:.3f} s, {r['max_rss_mb']:.0f} MB" if r.get("status") == "ok"
+                       else r.get("error"))
                 print(f"  {case:20s} {prec:10s} {lib:5s} {r['status']:7s} {msg}", file=sys.stderr, flush=True)
+                save(args.json, results, started, load_before, "(partial)")  # a long run can be read while it goes
 
     header = ["case", "precision", "metric", "ours", "perceiver-io 0.11", "HF", "ours/pio", "ours/HF",
               "ours/pio fp32"]
@@ -263,16 +281,22 @@ def main():
                  f"{load_before[0]:.2f}/{os.getloadavg()[0]:.2f}, versions {json.dumps(versions)}"]
     print("\n".join(text))
 
-    out = Path(args.json)
+    save(args.json, results, started, load_before, "\n".join(text), tg)
+    print(f"\nJSON: {args.json}", file=sys.stderr)
+
+
+def save(path: str, results: dict, started, load_before, text: str, tg=()) -> None:
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
+    versions = {lib: {k: r.get(k) for k in ("torch", "transformers")} for (_, _, lib), r in results.items()
+                if r.get("status") == "ok"}
     out.write_text(json.dumps(dict(
-        date=started.isoformat(), argv=sys.argv[1:], threads=args.threads, cpu=cpu_name(),
+        date=started.isoformat(), argv=sys.argv[1:], cpu=cpu_name(),
         load_average_before=load_before, load_average_after=os.getloadavg(), versions=versions,
         results=[dict(r, case=c, precision=pr, lib=lib) for (c, pr, lib), r in results.items()],
         targets=[dict(zip(["target", "measured", "limit", "status"], r)) for r in tg],
-        table="\n".join(text),
+        table=text,
     ), indent=1))
-    print(f"\nJSON: {out}", file=sys.stderr)
 
 
 def cpu_name() -> str:
