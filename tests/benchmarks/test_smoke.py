@@ -12,11 +12,11 @@ def test_harness_smoke(tmp_path):
     out = tmp_path / "smoke.json"
     # ours only (the perceiver-io venv is absent in CI; with it, the full smoke adds a minute)
     cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", "--libs", "ours", "--precisions", "fp32",
-           "--cases", "smoke_clm,smoke_gen", "--json", str(out)]
+           "--cases", "smoke_clm", "--json", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "smoke: CLM train step" in proc.stdout
     data = json.loads(out.read_text())
-    assert {r["case"] for r in data["results"]} == {"smoke_clm", "smoke_gen"}
+    assert {r["case"] for r in data["results"]} == {"smoke_clm"}
     assert all(r["status"] == "ok" for r in data["results"]), data["results"]
     assert all(r["max_rss_mb"] > 0 for r in data["results"])
