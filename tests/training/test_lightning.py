@@ -19,7 +19,7 @@ from perceiver.model.text.clm import CausalLanguageModel, LitCausalLanguageModel
 from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel
 from perceiver.model.text.mlm import LitMaskedLanguageModel, MaskedLanguageModel
 from perceiver.model.text.mlm.huggingface import PerceiverMaskedLanguageModel
-from tests.training.conftest import state_equal, tiny_clm_config, tiny_mlm_config
+from training_helpers import state_equal, tiny_clm_config, tiny_mlm_config
 
 
 def test_create_and_backend_model():

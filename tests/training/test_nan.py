@@ -8,7 +8,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from perceiver.model.text.clm import LitCausalLanguageModel
 from perceiver.training.callbacks import InterruptCheckpoint
 from perceiver.training.module import NonFiniteLossError
-from tests.training.conftest import LossRecorder, clm_data, tiny_clm_config, tiny_trainer
+from training_helpers import LossRecorder, clm_data, tiny_clm_config, tiny_trainer
 
 
 class NaNAtStep(LitCausalLanguageModel):

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from perceiver.model.text.clm import LitCausalLanguageModel
 from perceiver.model.text.mlm import LitMaskedLanguageModel
 from perceiver.training.callbacks import InterruptCheckpoint, RNGState
-from tests.training.conftest import LossRecorder, clm_data, mlm_data, tiny_clm_config, tiny_mlm_config, tiny_trainer
+from training_helpers import LossRecorder, clm_data, mlm_data, tiny_clm_config, tiny_mlm_config, tiny_trainer
 
 
 STEPS_PER_EPOCH = 4
