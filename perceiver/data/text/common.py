@@ -294,6 +294,8 @@ class TextDataModule(pl.LightningDataModule):
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=self.hparams.pin_memory,
+            # worker seeds come from this generator, not the global RNG (which exact resume restores)
+            generator=torch.Generator().manual_seed(self.hparams.seed),
         )
 
 
