@@ -183,7 +183,8 @@ def make_step(lib: str, case: dict, precision: str):
         def step():
             with autocast(precision):
                 if lib == "hf":
-                    logits = model(inputs=x).logits
+                    # HF decodes all max_position_embeddings output queries whatever the input length
+                    logits = model(inputs=x).logits[:, : x.shape[1]]
                 else:
                     logits = model(x)
                 loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten())
