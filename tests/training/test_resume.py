@@ -34,10 +34,11 @@ class SigtermAt(Callback):
 
 def run(task, dataset_dir, root, max_steps, ckpt_path=None, interrupt_at=None):
     pl.seed_everything(1)
+    task, _, workers = task.partition("-")  # "mlm-workers": masking in a DataLoader worker process
     if task == "clm":
         data, model = clm_data(dataset_dir), LitCausalLanguageModel.create(tiny_clm_config(), validation_sample_length=4)
     else:
-        data, model = mlm_data(dataset_dir), LitMaskedLanguageModel.create(tiny_mlm_config())
+        data, model = mlm_data(dataset_dir, num_workers=1 if workers else 0), LitMaskedLanguageModel.create(tiny_mlm_config())
     losses = LossRecorder()
     callbacks = [losses, RNGState(), InterruptCheckpoint(), ModelCheckpoint(dirpath=str(root / "checkpoints"))]
     if interrupt_at is not None:
@@ -54,7 +55,7 @@ def run(task, dataset_dir, root, max_steps, ckpt_path=None, interrupt_at=None):
     return losses.losses, trainer, data
 
 
-@pytest.mark.parametrize("task", ["clm", "mlm"])
+@pytest.mark.parametrize("task", ["clm", "mlm", pytest.param("mlm-workers", marks=pytest.mark.slow)])
 def test_resume_after_sigterm_equals_uninterrupted_run(task, dataset_dir, tmp_path):
     full, _, _ = run(task, dataset_dir, tmp_path / "full", max_steps=MAX_STEPS)
     k = STEPS_PER_EPOCH + 2  # in the second epoch, mid-epoch
