@@ -110,7 +110,7 @@ class Dashboard:
         self.handles: dict = {}
         self.lines: list[str] = []
         self._drawn: dict[str, object] = {}
-        self._thread: Optional[threading.Thread] = None
+        self.thread: Optional[threading.Thread] = None
 
     def show(self) -> "Dashboard":
         """Create the display areas in the current cell's output (call from the cell, not from a callback)."""
@@ -184,9 +184,9 @@ class Dashboard:
             if on_end is not None:
                 on_end()
 
-        self._thread = threading.Thread(target=loop, name="perceiver-dashboard", daemon=True)
-        self._thread.start()
-        return self._thread
+        self.thread = threading.Thread(target=loop, name="perceiver-dashboard", daemon=True)
+        self.thread.start()
+        return self.thread
 
     def status_text(self, run) -> str:
         state = "running" if run.running else f"finished (exit code {run.returncode})"

@@ -137,6 +137,7 @@ def test_start_and_stop_buttons():
             time.sleep(1)
         wb.stop_button.click()
         assert wb.run_.wait(180) == 0
+        wb.dashboard.thread.join(60)  # the dashboard saves the final plots after the run
     finally:
         if wb.running:
             wb.run_.stop(grace_s=5)
@@ -146,6 +147,7 @@ def test_start_and_stop_buttons():
     assert metrics["status"] == "stopped" and metrics["steps"] < 1000
     assert (tmp_path / "run" / "checkpoints" / "final.ckpt").is_file()
     assert (tmp_path / "run" / "config.yaml").is_file() and (tmp_path / "run" / "env.json").is_file()
+    assert (tmp_path / "run" / "plots" / "curves.png").is_file() and wb.stop_button.disabled
     import shutil
 
     shutil.rmtree(tmp_path, ignore_errors=True)
