@@ -119,6 +119,8 @@ def metric_rows(results: dict, cases: list[str], precisions: list[str]) -> list[
         gen = "gen" in case
         for prec in precisions:
             rs = {lib: results.get((case, prec, lib), {}) for lib in ["ours", "pio", "hf"]}
+            if not any(rs.values()):
+                continue  # not run
             pio_fp32 = results.get((case, "fp32", "pio"), {})
             label = LABELS.get(case, case)
             if gen:
@@ -146,12 +148,12 @@ def metric_rows(results: dict, cases: list[str], precisions: list[str]) -> list[
 
 
 def effective(results: dict, case: str, prec: str, lib: str):
-    """(effective GFLOP/s, fraction of the same process's matmul peak). FLOPs are counted by the worker's
-    FlopCounterMode (in the fp32 run of the same case and library when the bf16 run did not count them)."""
+    """(effective GFLOP/s, fraction of the same process's matmul peak). The model's FLOPs are counted by the
+    worker's FlopCounterMode in our fp32 run of the same case (the same architecture and shapes in each library)."""
     r = results.get((case, prec, lib), {})
     if r.get("status") != "ok":
         return None
-    flops = r.get("flops") or results.get((case, "fp32", lib), {}).get("flops")
+    flops = r.get("flops") or results.get((case, "fp32", "ours"), {}).get("flops")
     if not flops:
         return None
     gflops = flops / r["median_s"] / 1e9
@@ -255,8 +257,9 @@ def main():
             for lib in libs_for(case):
                 if lib not in libs:
                     continue
-                # bf16-mixed rows use the FLOPs counted in the fp32 run of the same case (--from-json to merge)
-                count = prec == "fp32" and "gen" not in case
+                # the model's FLOPs are counted once, in our fp32 run (same architecture and shapes in every
+                # library); bf16-mixed rows and the other libraries use that count (--from-json merges runs)
+                count = prec == "fp32" and lib == "ours" and "gen" not in case
                 r = run_worker(lib, case, prec, args, count_flops=count)
                 results[(case, prec, lib)] = r
                 msg = (f"{r['median_s']:.3f} s, {r['max_rss_mb']:.0f} MB" if r.get("status") == "ok"
