@@ -167,6 +167,8 @@ def growth_rows(results: dict, cases: list[str], precisions: list[str]) -> list[
         for lib in ["ours", "pio"]:
             for a, b in zip(longs, longs[1:]):
                 ra, rb = results.get((a, prec, lib), {}), results.get((b, prec, lib), {})
+                if not (ra and rb):
+                    continue
                 rows.append([f"{a} -> {b}", prec, lib,
                              fmt(ratio(value(rb, "max_rss_mb"), value(ra, "max_rss_mb"))),
                              fmt(ratio(value(rb, "median_s"), value(ra, "median_s")))])
