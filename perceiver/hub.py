@@ -26,7 +26,7 @@ def offline_by_env() -> str | None:
 
 
 def hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 import torch
-from conftest import fixture_path, reference
+from interop_helpers import fixture_path, reference
 from transformers import PerceiverConfig, PerceiverForMaskedLM
 
 from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel

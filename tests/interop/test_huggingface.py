@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import read_json, tiny_clm_config, tiny_mlm_config
+from interop_helpers import read_json, tiny_clm_config, tiny_mlm_config
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PerceiverTokenizer, pipeline
 

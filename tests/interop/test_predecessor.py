@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 import torch
-from conftest import FIXTURES, fixture_path, read_json, reference
+from interop_helpers import FIXTURES, fixture_path, read_json, reference
 
 from perceiver.model.core.params import ParamsError
 from perceiver.model.text.clm.backend import CausalLanguageModel

@@ -22,6 +22,7 @@ from typing import Any
 import datasets
 import datasets.config
 from datasets import Dataset, DatasetDict
+from perceiver.hub import hub_endpoint, offline_by_env
 
 logger = logging.getLogger(__name__)
 
@@ -81,18 +82,8 @@ def limit_documents(dsd: DatasetDict, max_documents: int | None) -> DatasetDict:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "0").strip().lower() in ("1", "true", "yes", "on")
-
-
 def hub_offline() -> bool:
-    return _env_flag("HF_HUB_OFFLINE") or _env_flag("HF_DATASETS_OFFLINE")
-
-
-def hub_endpoint() -> str:
-    from huggingface_hub import constants
-
-    return os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+    return offline_by_env() is not None
 
 
 def check_hub_reachable(path: str, revision: str | None = None, timeout: float = HUB_PROBE_TIMEOUT_S) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from perceiver.hub import offline_by_env
 from transformers import AutoTokenizer, PerceiverTokenizer, PreTrainedTokenizerBase
 
 BYTE_TOKENIZER = "deepmind/language-perceiver"
@@ -20,13 +21,9 @@ def load_tokenizer(name: str = BYTE_TOKENIZER, **kwargs) -> PreTrainedTokenizerB
     """Return the tokenizer called ``name`` (a Hub id or a local directory)."""
     if name == BYTE_TOKENIZER:
         return PerceiverTokenizer(**kwargs)
-    if not os.path.isdir(name) and _hub_offline():
+    if not os.path.isdir(name) and offline_by_env() is not None:
         raise OSError(
             f"tokenizer {name!r} is not a local directory and the Hugging Face Hub is offline "
             f"(HF_HUB_OFFLINE=1). Pass a local tokenizer directory, or use {BYTE_TOKENIZER!r}, which needs no files."
         )
     return AutoTokenizer.from_pretrained(name, **kwargs)
-
-
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")

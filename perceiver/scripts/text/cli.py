@@ -4,7 +4,6 @@ interrupt checkpoint, CSV metrics beside any other logger, and step-wise LR sche
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Optional
 

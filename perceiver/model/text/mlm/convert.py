@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import re
 
-import torch
-
 from perceiver.hub import require_hub
 from perceiver.model.text.mlm.backend import (
     MaskedLanguageModel,
