@@ -16,6 +16,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from perceiver.model.core.attention import LayerKV, MultiHeadAttention
+from perceiver.model.core.ops import gelu_linear
 from perceiver.model.core.position import RotaryEmbedding
 
 
@@ -31,7 +32,9 @@ def run_layer(layer: Callable, *args, checkpointing: bool = False, offloading: b
 
 
 class MLP(nn.Module):
-    """LayerNorm, then Linear (C -> widening_factor * C), GELU, Linear (-> C)."""
+    """LayerNorm, then Linear (C -> widening_factor * C), GELU, Linear (-> C).
+
+    The GELU output is recomputed in the backward pass (see :func:`~perceiver.model.core.ops.gelu_linear`)."""
 
     def __init__(self, num_channels: int, widening_factor: int, bias: bool = True):
         super().__init__()
@@ -40,7 +43,7 @@ class MLP(nn.Module):
         self.fc2 = nn.Linear(widening_factor * num_channels, num_channels, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(nn.functional.gelu(self.fc1(self.norm(x))))
+        return gelu_linear(self.fc1(self.norm(x)), self.fc2)
 
 
 class CrossAttentionLayer(nn.Module):

@@ -174,7 +174,8 @@ class PerceiverAR(nn.Module):
 
         if self.training and self.config.cross_attention_dropout > 0.0 and prefix_len > 0:
             keep = prefix_dropout_indices(b, prefix_len, self.config.cross_attention_dropout, x.device)  # (B, K)
-            x_prefix = x_prefix.gather(1, keep.unsqueeze(-1).expand(-1, -1, x_emb.shape[-1]))  # (B, K, C)
+            # indexing (not gather, whose backward keeps its whole (B, P, C) input)
+            x_prefix = x_prefix[torch.arange(b, device=x.device)[:, None], keep]  # (B, K, C)
             rot_kv = rot[:, :, :prefix_len].gather(keep)
             rot_kv.cos = torch.cat([rot_kv.cos, rot_latent.cos], dim=2)
             rot_kv.sin = torch.cat([rot_kv.sin, rot_latent.sin], dim=2)

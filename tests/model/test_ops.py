@@ -1,0 +1,54 @@
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from perceiver.model.core.layers import MLP
+from perceiver.model.core.ops import gelu_linear
+
+
+def _grads(fn, h, fc, grad_out, autocast):
+    h.grad = None
+    fc.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+        y = fn()
+    y.backward(grad_out.to(y.dtype))
+    return y.detach(), h.grad, fc.weight.grad, fc.bias.grad
+
+
+@pytest.mark.parametrize("dtype,autocast", [(torch.float64, False), (torch.float32, False), (torch.float32, True)])
+def test_gelu_linear_equals_plain_composition(dtype, autocast):
+    torch.manual_seed(0)
+    fc = nn.Linear(24, 12).to(dtype)
+    h = torch.randn(2, 7, 24, dtype=dtype, requires_grad=True)
+    grad_out = torch.randn(2, 7, 12, dtype=dtype)
+    ours = _grads(lambda: gelu_linear(h, fc), h, fc, grad_out, autocast)
+    ref = _grads(lambda: fc(F.gelu(h)), h, fc, grad_out, autocast)
+    for a, b in zip(ours, ref):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_gelu_linear_keeps_input_not_gelu_output():
+    fc = nn.Linear(8, 4)
+    h = torch.randn(3, 8, requires_grad=True) * 1.0  # non-leaf
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        gelu_linear(h, fc)
+    gelu_h = F.gelu(h)
+    assert any(t is h for t in saved)
+    assert not any(t.shape == h.shape and torch.equal(t, gelu_h) for t in saved)
+
+
+def test_mlp_gradients_match_float64_reference():
+    torch.manual_seed(1)
+    mlp = MLP(16, widening_factor=4)
+    x = torch.randn(2, 5, 16, requires_grad=True)
+    mlp(x).square().sum().backward()
+    ref = MLP(16, widening_factor=4).double()
+    ref.load_state_dict(mlp.state_dict())
+    x64 = x.detach().double().requires_grad_()
+    ref.fc2(F.gelu(ref.fc1(ref.norm(x64)))).square().sum().backward()
+    torch.testing.assert_close(x.grad, x64.grad.float(), rtol=1e-4, atol=1e-5)
+    for (name, p), p64 in zip(mlp.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, p64.grad.float(), rtol=1e-4, atol=1e-5, msg=name)
