@@ -42,6 +42,8 @@ CLM_30M = dict(vocab_size=262, max_seq_len=4096, max_latents=512, num_channels=5
 CASES = {
     "clm_train_b2_s4096": dict(kind="clm_train", batch=2, seq=4096, latents=512),
     "clm_train_b4_s1024": dict(kind="clm_train", batch=4, seq=1024, latents=256),
+    # the first case with activation checkpointing on in both libraries (the config field of the same name)
+    "clm_train_b2_s4096_ckpt": dict(kind="clm_train", batch=2, seq=4096, latents=512, checkpointing=True),
     "mlm_s2048": dict(kind="mlm", batch=1, seq=2048),
     "mlm_s512": dict(kind="mlm", batch=1, seq=512),
     "gen_b1": dict(kind="gen", batch=1, seq=512, new=256),
@@ -68,7 +70,7 @@ def clm_config(case: dict) -> dict:
         # the 30.6M model with a context of `seq` and 1024 latents; no prefix dropout, so every prefix position is
         # attended (the hardest case for memory)
         return dict(CLM_30M, max_seq_len=case["seq"], max_latents=case["latents"], cross_attention_dropout=0.0)
-    return dict(CLM_30M)
+    return dict(CLM_30M, activation_checkpointing=case.get("checkpointing", False))
 
 
 def mlm_sizes(tiny: bool) -> dict:
@@ -287,7 +289,8 @@ def main():
     result["median_s"] = statistics.median(times)
     result["max_rss_mb"] = max_rss_mb()
     if case["kind"] == "gen":
-        result["tokens_per_s"] = case["batch"] * case["new"] / result["median_s"]
+        result["batch_tokens"] = case["batch"] * case["new"]
+        result["tokens_per_s"] = result["batch_tokens"] / result["median_s"]
         out = step.out
         result["new_tokens"] = int(out.shape[1] - case["seq"])
         result["first_tokens"] = out[0, case["seq"]: case["seq"] + 16].tolist()

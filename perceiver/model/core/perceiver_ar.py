@@ -167,7 +167,8 @@ class PerceiverAR(nn.Module):
         x_emb = self.input_adapter(x, abs_pos)  # (B, N, C)
         rot = RotaryEmbedding.at(abs_pos, self.num_rotated_channels)  # (B, 1, N, R)
 
-        x_prefix, x_latent = x_emb[:, :prefix_len], x_emb[:, prefix_len:]  # (B, P, C), (B, L, C)
+        # a copy of the latents, so that what the backward pass keeps of them does not pin all of x_emb
+        x_prefix, x_latent = x_emb[:, :prefix_len], x_emb[:, prefix_len:].contiguous()  # (B, P, C), (B, L, C)
         rot_latent = rot[:, :, prefix_len:]
         pad_latent = None if pad_mask is None else none_if_unpadded(pad_mask[:, prefix_len:])
         rot_kv, pad_kv = rot, pad_mask
