@@ -20,9 +20,7 @@ import worker  # noqa: E402
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--lib", choices=["ours", "pio", "hf"], default="ours")
-    p.add_argument("--case", choices=list(worker.CASES), required=True)
-    p.add_argument("--precision", choices=["fp32", "bf16-mixed"], default="fp32")
+    worker.add_case_arguments(p)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rows", type=int, default=15)
     p.add_argument("--no-warmup", action="store_true")

@@ -284,6 +284,7 @@ def main():
                 names += [] if r["case"] in names else [r["case"]]
                 precisions += [] if r["precision"] in precisions else [r["precision"]]
             load_before = tuple(data.get("load_average_before", load_before))
+            started = min(started, datetime.fromisoformat(data["date"])) if "date" in data else started
         order = GROUPS["all"] + GROUPS["smoke"]
         names.sort(key=lambda c: order.index(c) if c in order else len(order))
         precisions.sort(key=lambda pr: pr != "fp32")

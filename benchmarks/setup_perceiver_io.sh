@@ -41,6 +41,7 @@ PIP=("${VPY}" -m pip install --disable-pip-version-check -q)
     "datasets>=2,<3" \
     "setuptools<81" \
     "psutil" \
+    "memray" \
     "numpy" \
     "safetensors" \
     "jsonargparse[signatures]>=4.18,<5"
