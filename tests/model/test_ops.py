@@ -52,3 +52,20 @@ def test_mlp_gradients_match_float64_reference():
     torch.testing.assert_close(x.grad, x64.grad.float(), rtol=1e-4, atol=1e-5)
     for (name, p), p64 in zip(mlp.named_parameters(), ref.parameters()):
         torch.testing.assert_close(p.grad, p64.grad.float(), rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_mlp_compiles_in_one_graph_and_matches_eager():
+    # the torch.compile switch (off by default) must not break on the custom autograd function
+    torch.manual_seed(2)
+    mlp = MLP(16, widening_factor=4)
+    x = torch.randn(2, 5, 16, requires_grad=True)
+    y = torch.compile(mlp, fullgraph=True)(x)
+    y.square().sum().backward()
+    compiled = [x.grad.clone()] + [p.grad.clone() for p in mlp.parameters()]
+    mlp.zero_grad()
+    x.grad = None
+    y_eager = mlp(x)
+    y_eager.square().sum().backward()
+    torch.testing.assert_close(y, y_eager, rtol=1e-5, atol=1e-6)
+    for a, b in zip(compiled, [x.grad] + [p.grad for p in mlp.parameters()]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
