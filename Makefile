@@ -31,9 +31,11 @@ test: install install-browser
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not notebook and not browser"
 
+# the fp32 table of docs/performance.md (~20 min); e.g. BENCH_ARGS="--cases gen --precisions fp32,bf16-mixed"
+BENCH_ARGS ?= --precisions fp32 --rounds 2
 benchmark: install
 	bash benchmarks/setup_perceiver_io.sh
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
