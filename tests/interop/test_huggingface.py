@@ -138,6 +138,10 @@ def test_peft_lora_trains(clm):
     for _ in range(3):
         loss = model(input_ids=x, labels=x).loss
         loss.backward()
+        if not losses:  # every adapter gets a gradient, fc2's too (the MLP's GELU-recomputing path must not skip it)
+            lora_b = {n: p for n, p in model.named_parameters() if "lora_B" in n}
+            assert any(".fc2." in n for n in lora_b)
+            assert [n for n, p in lora_b.items() if p.grad is None or not p.grad.abs().sum() > 0] == []
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())

@@ -29,6 +29,20 @@ def test_gelu_linear_equals_plain_composition(dtype, autocast):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_gelu_linear_never_bypasses_a_wrapped_or_hooked_linear():
+    class Scaled(nn.Linear):  # stands for a LoRA or quantised layer: its own forward must run
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    torch.manual_seed(3)
+    h = torch.randn(3, 8, requires_grad=True)
+    fc = Scaled(8, 4)
+    torch.testing.assert_close(gelu_linear(h, fc), fc(F.gelu(h)))
+    plain = nn.Linear(8, 4)
+    plain.register_forward_hook(lambda m, i, o: o + 1)
+    torch.testing.assert_close(gelu_linear(h, plain), plain(F.gelu(h)))
+
+
 def test_gelu_linear_keeps_input_not_gelu_output():
     fc = nn.Linear(8, 4)
     h = torch.randn(3, 8, requires_grad=True) * 1.0  # non-leaf
