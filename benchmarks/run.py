@@ -175,8 +175,7 @@ def effective(results: dict, case: str, prec: str, lib: str):
         return None
     # model FLOPs: a checkpointing case counts those of its plain twin (its recomputation is not model work)
     twin = case.removesuffix("_ckpt")
-    flops = results.get((twin, "fp32", "ours"), {}).get("flops") or r.get("flops") or results.get(
-        (case, "fp32", "ours"), {}).get("flops")
+    flops = results.get((twin, "fp32", "ours"), {}).get("flops") or r.get("flops")
     if not flops:
         return None
     gflops = flops / r["median_s"] / 1e9

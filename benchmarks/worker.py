@@ -42,7 +42,8 @@ CLM_30M = dict(vocab_size=262, max_seq_len=4096, max_latents=512, num_channels=5
 CASES = {
     "clm_train_b2_s4096": dict(kind="clm_train", batch=2, seq=4096, latents=512),
     "clm_train_b4_s1024": dict(kind="clm_train", batch=4, seq=1024, latents=256),
-    # the first case with activation checkpointing on in both libraries (the config field of the same name)
+    # the first case with the config field activation_checkpointing=True (perceiver-io 0.11.0's fails in its forward;
+    # run.py then compares with its plain run)
     "clm_train_b2_s4096_ckpt": dict(kind="clm_train", batch=2, seq=4096, latents=512, checkpointing=True),
     "mlm_s2048": dict(kind="mlm", batch=1, seq=2048),
     "mlm_s512": dict(kind="mlm", batch=1, seq=512),
