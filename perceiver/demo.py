@@ -10,16 +10,13 @@ import argparse
 
 import torch
 
-from perceiver.model.text.mlm import fill_masks
+from perceiver.model.text.mlm import MaskedLanguageModelConfig, fill_masks
 from perceiver.model.text.mlm.lightning import LitMaskedLanguageModel
 from perceiver.model.text.tokenizer import load_tokenizer
-from perceiver.scripts.text.mlm import DEFAULTS
 
 
 def documented_mlm(params: str | None = None) -> LitMaskedLanguageModel:
-    enc = {**DEFAULTS["model.encoder"], "vocab_size": 262, "max_seq_len": 2048}
-    dec = {**DEFAULTS["model.decoder"], "vocab_size": 262, "max_seq_len": 2048}
-    return LitMaskedLanguageModel(enc, dec, num_latents=256, num_latent_channels=1280, params=params)
+    return LitMaskedLanguageModel.create(MaskedLanguageModelConfig.from_preset("deepmind-201m"), params=params)
 
 
 def main():

@@ -8,12 +8,10 @@ Modules: ``forms`` (dataclass/signature -> widgets), ``spec`` (tasks, presets, s
 from widgets.dashboard import Dashboard
 from widgets.forms import DataclassForm, SignatureForm
 from widgets.runner import TrainingRun
-from widgets.spec import PRESETS, TASKS, build_model_config, cli_config, parameter_count
+from widgets.spec import build_model_config, cli_config, parameter_count
 from widgets.workbench import Workbench, in_jupyter_server
 
 __all__ = [
-    "PRESETS",
-    "TASKS",
     "Dashboard",
     "DataclassForm",
     "SignatureForm",

@@ -8,104 +8,32 @@ dashboard works the same for a subprocess, DDP ranks or a finished run.
 
 from __future__ import annotations
 
-import io
-import json
 import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-PLOTS = ("curves", "attention")
+from perceiver.runs.figures import curves, png, read_jsonl
+from perceiver.tasks import Task, load_object
+
+__all__ = ["Dashboard", "png", "read_jsonl"]
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line being written
-            pass
-    return out
-
-
-def png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buf)
-    return buf.getvalue()
-
-
-def curves_figure(records: list[dict], task: str) -> Optional[Figure]:
-    """Train/validation loss, bits per byte (CLM) or masked accuracy (MLM), learning rate and tokens/s per step."""
-    train = [r for r in records if "train_loss" in r]
-    val = [r for r in records if "val_loss" in r]
-    if not train:
-        return None
-    fig = Figure(figsize=(12, 3.2), dpi=80, layout="constrained")
-    axes = fig.subplots(1, 4)
-    second = "bpb" if task == "clm" else "masked_accuracy"
-
-    def plot(ax, key, title, val_key=None):
-        xs = [r["step"] for r in train if r.get(key) is not None]
-        ax.plot(xs, [r[key] for r in train if r.get(key) is not None], lw=1, label="train")
-        if val_key:
-            vals = [r for r in val if val_key in r]
-            ax.plot([r["step"] for r in vals], [r[val_key] for r in vals], "o-", label="validation")
-            ax.legend(fontsize=8)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=8)
-        ax.grid(alpha=0.3)
-
-    plot(axes[0], "train_loss", "loss", "val_loss")
-    plot(axes[1], f"train_{second}", "bits per byte" if task == "clm" else "masked accuracy", f"val_{second}")
-    plot(axes[2], "lr", "learning rate")
-    plot(axes[3], "tokens_per_s", "throughput (tokens/s)")
-    return fig
-
-
-def latest_attention(run_dir: Path) -> Optional[Path]:
-    maps = sorted(Path(run_dir, "attention").glob("step-*.npz"))
-    return maps[-1] if maps else None
-
-
-def attention_figure(path: Path, task: str, max_labels: int = 64) -> Figure:
-    """The attention map saved by ``RunJournal`` at ``path`` (see ``attention_plot``)."""
-    data = np.load(path, allow_pickle=True)
-    return attention_plot(data["weights"], [str(x) for x in data["labels"]], task, f"step {int(data['step'])}",
-                          max_labels)
-
-
-def attention_plot(weights: np.ndarray, labels: list[str], task: str, note: str = "", max_labels: int = 64) -> Figure:
-    """Mean over heads of attention weights (H, I, J), with the input bytes on the key axis where they fit."""
-    weights = np.asarray(weights, dtype=np.float32).mean(axis=0)  # (I, J)
-    i, j = weights.shape
-    fig = Figure(figsize=(12, 3.6), dpi=80, layout="constrained")
-    ax = fig.subplots()
-    im = ax.imshow(weights, aspect="auto", interpolation="nearest", cmap="viridis")
-    fig.colorbar(im, ax=ax, fraction=0.02)
-    what = "encoder cross-attention: latents over input bytes" if task == "mlm" else \
-        "prefix cross-attention: latent positions over prefix + latent bytes"
-    ax.set_title(f"{what} (mean of heads{', ' + note if note else ''})", fontsize=10)
-    ax.set_ylabel("latent" if task == "mlm" else "latent position", fontsize=8)
-    if labels and len(labels) == j:
-        every = max(1, -(-j // max_labels))
-        ticks = list(range(0, j, every))
-        ax.set_xticks(ticks, [labels[t] for t in ticks], fontsize=8, fontfamily="monospace")
-        ax.set_xlabel("input byte" + ("" if every == 1 else f" (every {every}th of {j})"), fontsize=8)
-    ax.tick_params(axis="y", labelsize=7)
-    return fig
+def run_state(run_dir: Path) -> tuple:
+    """Names and modification times of the run directory's files: figures are redrawn when this changes."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        return ()
+    return tuple(sorted((str(p.relative_to(root)), p.stat().st_mtime_ns) for p in root.rglob("*")
+                        if p.is_file() and not p.name.startswith(".") and p.parent.name != "checkpoints"))
 
 
 class Dashboard:
     """Display handles for the plots, the latest sample and the log tail of ``run_dir``; ``refresh()`` redraws."""
 
-    def __init__(self, run_dir: str | Path, task: str, log_lines: int = 6):
+    def __init__(self, run_dir: str | Path, task: Task, log_lines: int = 6):
         self.run_dir, self.task, self.log_lines = Path(run_dir), task, log_lines
         self.handles: dict = {}
         self.lines: list[str] = []
@@ -116,8 +44,10 @@ class Dashboard:
         """Create the display areas in the current cell's output (call from the cell, not from a callback)."""
         from IPython.display import display
 
-        for name, text in [("status", "training has not started"), ("curves", "loss curves appear here"),
-                           ("attention", "attention maps appear here"), ("sample", "samples appear here")]:
+        areas = [("status", "training has not started"), ("curves", "loss curves appear here")]
+        areas += [(name, f"{name.replace('_', ' ')} appears here") for name in self.figure_functions()]
+        areas.append(("sample", "samples appear here"))
+        for name, text in areas:
             self.handles[name] = display({"text/plain": text}, raw=True, display_id=True)
         return self
 
@@ -136,24 +66,22 @@ class Dashboard:
         if "status" in self.handles:
             self.handles["status"].update({"text/plain": text}, raw=True)
 
+    def figure_functions(self) -> dict[str, Callable]:
+        """The task's figures (``Task.figures``) by function name."""
+        fns = [load_object(path) for path in self.task.figures]
+        return {fn.__name__: fn for fn in fns}
+
     def figures(self) -> dict[str, Figure]:
-        out = {}
-        records = read_jsonl(self.run_dir / "metrics.jsonl")
-        fig = curves_figure(records, self.task)
-        if fig is not None:
-            out["curves"] = fig
-        att = latest_attention(self.run_dir)
-        if att is not None:
-            out["attention"] = attention_figure(att, self.task)
-        return out
+        out = {"curves": curves(self.run_dir, self.task)}
+        out.update({name: fn(self.run_dir, self.task) for name, fn in self.figure_functions().items()})
+        return {name: fig for name, fig in out.items() if fig is not None}
 
     def refresh(self) -> None:
         records = read_jsonl(self.run_dir / "metrics.jsonl")
-        self._update("curves", len(records),
-                     lambda: (lambda f: f and {"image/png": png(f)})(curves_figure(records, self.task)))
-        att = latest_attention(self.run_dir)
-        if att is not None:
-            self._update("attention", att.name, lambda: {"image/png": png(attention_figure(att, self.task))})
+        self._update("curves", len(records), lambda: _png(curves(self.run_dir, self.task)))
+        state = run_state(self.run_dir)
+        for name, fn in self.figure_functions().items():
+            self._update(name, state, lambda fn=fn: _png(fn(self.run_dir, self.task)))
         samples = read_jsonl(self.run_dir / "samples.jsonl")
         if samples:
             s = samples[-1]
@@ -192,3 +120,7 @@ class Dashboard:
         state = "running" if run.running else f"finished (exit code {run.returncode})"
         tail = "\n".join(run.lines[-self.log_lines:])
         return f"run {self.run_dir} — {state}\n{tail}"
+
+
+def _png(fig: Optional[Figure]) -> Optional[dict]:
+    return None if fig is None else {"image/png": png(fig)}

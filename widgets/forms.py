@@ -4,7 +4,7 @@ A field's widget follows its type hint (bool: checkbox, Literal: dropdown, int/f
 or a union: text box parsed back to the type), its help text is the field's attribute docstring (or the
 ``Args:`` entry of the owner's docstring), and its default is the dataclass or signature default. A field added to
 a config therefore appears in its form without any change here. Forms only parse values; the rules are checked by
-constructing the dataclass, whose ``ValueError`` names the field (see ``show_errors``).
+constructing the dataclass, whose ``ConfigError`` carries the offending field (``err.field``).
 """
 
 from __future__ import annotations
@@ -18,17 +18,19 @@ from typing import Any, Callable, Iterable, Literal, Optional, Union
 import docstring_parser
 import ipywidgets as w
 
+from perceiver.model.core.presets import field_types
+
 MISSING = dataclasses.MISSING
 _ERROR_STYLE = "color:#c62828;font-size:90%"
 _HELP_STYLE = "color:#666;font-size:85%;line-height:1.2"
 
 
 class FieldError(ValueError):
-    """A value that cannot be parsed to its field's type; ``name`` is the dotted field name."""
+    """An invalid form value; ``name`` is the dotted field name, ``form`` the form it belongs to if known."""
 
-    def __init__(self, name: str, message: str):
+    def __init__(self, name: str, message: str, form: Optional[str] = None):
         super().__init__(f"{name}: {message}")
-        self.name, self.message = name, message
+        self.name, self.message, self.form = name, message, form
 
 
 # --- introspection ------------------------------------------------------------------------------------------------
@@ -57,18 +59,6 @@ def signature_docs(obj: Callable) -> dict[str, str]:
             continue
         out.update({p.arg_name: " ".join((p.description or "").split()) for p in params if p.description})
     return out
-
-
-def field_types(cls: type) -> dict[str, Any]:
-    """Type hints of a dataclass's fields with generic parameters (e.g. ``PerceiverIOConfig[E, D]``) resolved."""
-    hints = typing.get_type_hints(cls)
-    bindings: dict[Any, Any] = {}
-    for klass in cls.__mro__:
-        for base in getattr(klass, "__orig_bases__", ()):
-            origin = typing.get_origin(base)
-            params = getattr(origin, "__parameters__", ())
-            bindings.update(zip(params, typing.get_args(base)))
-    return {k: bindings.get(v, v) for k, v in hints.items()}
 
 
 def _optional(tp) -> tuple[Any, bool]:
@@ -233,14 +223,6 @@ class Form:
         for f in self.all_fields().values():
             f.show_error(None)
 
-    def show_error(self, message: str) -> list[str]:
-        """Show ``message`` beside every field it names (``encoder.dropout``, ``Config.max_latents`` or a bare field
-        name); returns those names."""
-        named = [name for name in self.all_fields() if mentions(message, name)]
-        for name in named:
-            self.all_fields()[name].show_error(message)
-        return named
-
     @property
     def widget(self) -> w.Widget:
         children = []
@@ -254,26 +236,9 @@ class Form:
         return w.VBox(children)
 
 
-def mentions(message: str, dotted: str) -> bool:
-    """Whether an error message names the field ``dotted`` (as ``a.b``, ``Class.b`` or a bare ``b``)."""
-    import re
-
-    leaf = dotted.rsplit(".", 1)[-1]
-    if "." in dotted and dotted in message:
-        return True
-    parent = dotted.rsplit(".", 1)[0] if "." in dotted else None
-    for m in re.finditer(rf"(?<![\w])((?:[A-Za-z_]\w*\.)?){re.escape(leaf)}(?![\w])", message):
-        qualifier = m.group(1).rstrip(".")
-        if parent is None:
-            if not qualifier or qualifier[:1].isupper():  # bare name or ClassName.field
-                return True
-        elif qualifier == parent or (qualifier[:1].isupper() and parent.lower() in qualifier.lower()):
-            return True
-    return False
-
-
 class DataclassForm(Form):
-    """A form for the fields of a config dataclass; nested dataclass fields become nested forms."""
+    """A form for the fields of a config dataclass; nested dataclass fields become nested forms. ``exclude`` names
+    fields to leave out, dotted for those of nested configs (``encoder.vocab_size``)."""
 
     def __init__(self, cls: type, exclude: Iterable[str] = (), title: str = ""):
         super().__init__(title or cls.__name__)
@@ -285,7 +250,8 @@ class DataclassForm(Form):
                 continue
             tp = types[f.name]
             if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-                self.fields[f.name] = DataclassForm(tp, exclude, title=f"{f.name}: {docs.get(f.name, tp.__name__)}")
+                inner = [e.partition(".")[2] for e in exclude if e.startswith(f.name + ".")]
+                self.fields[f.name] = DataclassForm(tp, inner, title=f"{f.name}: {docs.get(f.name, tp.__name__)}")
                 continue
             default = f.default if f.default is not MISSING else (
                 f.default_factory() if f.default_factory is not MISSING else MISSING)

@@ -5,16 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import json
+
 import yaml
 
-from perceiver.training.journal import plotted_attention, token_labels
-from widgets.dashboard import attention_plot
+from perceiver import tasks
+from perceiver.runs.figures import attention_plot
+from perceiver.tasks import Task
 
 
-def run_task(run_dir: str | Path) -> str:
-    """``"mlm"`` or ``"clm"``, read from the run's ``config.yaml``."""
+def run_task(run_dir: str | Path) -> Task:
+    """The task of a run: recorded in its ``env.json``, else the one whose Lightning module its ``config.yaml``
+    names."""
+    env = Path(run_dir, "env.json")
+    if env.is_file() and json.loads(env.read_text()).get("task"):
+        return tasks.get(json.loads(env.read_text())["task"])
     config = yaml.safe_load(Path(run_dir, "config.yaml").read_text())
-    return "mlm" if "encoder" in config["model"] else "clm"
+    lit = (config.get("model") or {}).get("class_path")
+    found = [t for t in tasks.tasks().values() if lit and t.lit.replace(":", ".") == lit]
+    if not found:
+        raise ValueError(f"{run_dir}: env.json names no task; is it a run directory of this library?")
+    return found[0]
 
 
 def checkpoint_path(run_dir: str | Path) -> Path:
@@ -31,11 +42,8 @@ def checkpoint_path(run_dir: str | Path) -> Path:
 
 def load_run(run_dir: str | Path, map_location: str = "cpu"):
     """The Lightning module of a run, from its checkpoint, in eval mode."""
-    if run_task(run_dir) == "mlm":
-        from perceiver.model.text.mlm.lightning import LitMaskedLanguageModel as Lit
-    else:
-        from perceiver.model.text.clm.lightning import LitCausalLanguageModel as Lit
-    return Lit.load_from_checkpoint(str(checkpoint_path(run_dir)), map_location=map_location).eval()
+    lit_class = run_task(run_dir).lit_class
+    return lit_class.load_from_checkpoint(str(checkpoint_path(run_dir)), map_location=map_location).eval()
 
 
 def generate(lit, prompt: str, max_new_tokens: int = 64, seed: Optional[int] = 0, **kwargs) -> str:
@@ -56,9 +64,11 @@ def fill(lit, masked_text: str) -> str:
     return fill_masks(lit.model, lit.tokenizer, masked_text)[0]
 
 
-def attention_for_text(lit, text: str, task: str):
-    """Figure of the plotted attention (MLM: encoder cross-attention, CLM: prefix cross-attention) for ``text``."""
+def attention_for_text(lit, text: str, task=None):
+    """Figure of the attention the model plots (``lit.attention_maps``, e.g. the MLM's encoder cross-attention or
+    the CLM's prefix cross-attention) for ``text``."""
     enc = lit.tokenizer([text], add_special_tokens=False, return_tensors="pt")
     ids = enc["input_ids"][:, : lit.model.config.max_seq_len].to(lit.device)
-    weights = plotted_attention(lit.model, ids)[0].float().cpu().numpy()
-    return attention_plot(weights, token_labels(lit.tokenizer, ids[0].tolist()), task, f"{ids.shape[1]} input tokens")
+    maps = lit.attention_maps({"input_ids": ids})
+    return attention_plot(maps["weights"].float().cpu().numpy(), maps["labels"], maps["title"],
+                          f"{ids.shape[1]} input tokens")

@@ -1,6 +1,6 @@
 """Training runs as subprocesses of the Lightning CLI, so the notebook kernel stays responsive.
 
-``TrainingRun`` writes ``<run_dir>/config.yaml``, starts ``python -m perceiver.scripts.text.<task> fit --config``
+``TrainingRun`` writes ``<run_dir>/config.yaml``, starts ``python -m <task.cli> fit --config``
 in a new process group, and collects its output lines (also in ``<run_dir>/train.log``). ``stop()`` creates
 ``<run_dir>/STOP``: the run's :class:`~perceiver.training.journal.RunJournal` ends training after the current step
 and saves ``checkpoints/final.ckpt``. A run that does not react is sent SIGINT (the CLI's interrupt checkpoint),
@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from widgets.spec import TASKS, to_yaml
+from perceiver.tasks import Task
+from widgets.spec import resolve_task, to_yaml
 
 #: output lines not worth showing in a notebook
 NOISE = ("💡 Tip", "is deprecated", "warnings.warn(", "`weights_only` was not set", "TPU available", "HPU available")
@@ -29,14 +30,14 @@ class TrainingRun:
     """One CLI training run in ``run_dir`` (see the module docstring).
 
     Args:
-        task: ``"clm"`` or ``"mlm"``.
+        task: a task of the registry (``perceiver.tasks``) or its name.
         config: the CLI configuration (``widgets.spec.cli_config``).
         run_dir: the run directory.
         cpu_threads: torch threads of a CPU run (fixed, so CPU results do not depend on the machine's core count).
     """
 
-    def __init__(self, task: str, config: dict, run_dir: str | Path, cpu_threads: Optional[int] = 1):
-        self.task, self.config, self.run_dir = task, config, Path(run_dir).resolve()
+    def __init__(self, task: str | Task, config: dict, run_dir: str | Path, cpu_threads: Optional[int] = 1):
+        self.task, self.config, self.run_dir = resolve_task(task), config, Path(run_dir).resolve()
         self.cpu_threads = cpu_threads
         self.process: Optional[subprocess.Popen] = None
         self.lines: list[str] = []
@@ -50,7 +51,7 @@ class TrainingRun:
 
     @property
     def command(self) -> list[str]:
-        return [sys.executable, "-m", TASKS[self.task].script, "fit", "--config", str(self.config_path)]
+        return [sys.executable, "-m", self.task.cli, "fit", "--config", str(self.config_path)]
 
     def start(self) -> "TrainingRun":
         if self.running:

@@ -22,6 +22,7 @@ import torch
 
 from widgets import spec
 from widgets.dashboard import Dashboard, png
+from perceiver.model.core.config import ConfigError
 from widgets.forms import DataclassForm, FieldError, SignatureForm
 from widgets.runner import TrainingRun
 
@@ -31,31 +32,23 @@ def in_jupyter_server() -> bool:
     return "JPY_SESSION_NAME" in os.environ
 
 
-def _data_class(task: str):
-    import importlib
-
-    module, _, name = spec.TASKS[task].data_class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
 class Workbench:
-    """Forms, runner and dashboard for one task (``"clm"`` or ``"mlm"``).
+    """Forms, runner and dashboard for one task of the registry (``perceiver.tasks``).
 
     Args:
-        task: ``"clm"`` (Perceiver AR) or ``"mlm"`` (Perceiver IO).
-        preset: a name of ``widgets.spec.PRESETS[task]``.
+        task: a task name, e.g. ``"clm"`` (Perceiver AR) or ``"mlm"`` (Perceiver IO).
+        preset: a name of the task's presets (``perceiver.tasks.get(task).presets``).
         run_dir: the run directory.
         settings: data/trainer settings overriding the preset (``None`` values are ignored), e.g. ``max_steps=30``.
     """
 
     def __init__(self, task: str, preset: str = "tiny CPU", run_dir: Optional[str] = None, **settings: Any):
-        self.task = task
-        self.model_form = DataclassForm(spec.TASKS[task].config_class, exclude=spec.LINKED_FIELDS,
-                                        title="model")
-        owners = {name: (owner(), param) for name, (owner, param) in spec.SETTINGS.items()}
+        self.task = spec.resolve_task(task)
+        self.model_form = DataclassForm(self.task.config_class, exclude=self.task.linked_fields, title="model")
+        owners = spec.setting_owners(self.task)
         self.settings_form = SignatureForm(owners, choices={"optimizer": list(spec.OPTIMIZERS)}, title="training")
-        self.preset_select = w.Dropdown(options=list(spec.PRESETS[task]), value=preset, description="preset")
-        self.run_dir_text = w.Text(value=run_dir or f"runs/{task}", description="run dir")
+        self.preset_select = w.Dropdown(options=list(self.task.presets), value=preset, description="preset")
+        self.run_dir_text = w.Text(value=run_dir or f"runs/{self.task.name}", description="run dir")
         self.params_label = w.HTML()
         self.errors = w.HTML()
         self.start_button = w.Button(description="Start", button_style="success", icon="play")
@@ -63,7 +56,7 @@ class Workbench:
         self.export_button = w.Button(description="Export YAML", icon="download")
         self.export_path = w.Text(value="", placeholder="<run dir>/config.yaml", description="to")
         self.message = w.HTML()
-        self.dashboard = Dashboard(self.run_dir, task)
+        self.dashboard = Dashboard(self.run_dir, self.task)
         self.run_: Optional[TrainingRun] = None
         self.extra: dict = {}
         self.error_list: list[str] = []
@@ -106,13 +99,12 @@ class Workbench:
     def config(self):
         """The model config dataclass of the form (raises ``ValueError`` naming the field if invalid)."""
         values, settings = self.model_form.values(), self.settings()
-        dm = self.data_module(settings)
-        return spec.build_model_config(self.task, values, dm.vocab_size, settings["max_seq_len"])
+        return spec.build_model_config(self.task, values, self.data_module(settings))
 
     def data_module(self, settings: dict):
         """The data module of these settings (cheap: no data is read); its checks are the data settings' rules."""
-        return _data_class(self.task)(**{**spec.TASKS[self.task].data_init_args, "source": settings["source"],
-                                         "max_seq_len": settings["max_seq_len"], "batch_size": settings["batch_size"]})
+        data_settings = {k: settings[k] for k in ("source", "max_seq_len", "batch_size") if k in settings}
+        return self.task.data_class(**{**self.task.data_args, **data_settings})
 
     def cli_config(self, log=print) -> dict:
         return spec.cli_config(self.task, self.config(), self.settings(), self.run_dir, self.extra, log=log)
@@ -121,7 +113,7 @@ class Workbench:
         return spec.to_yaml(self.cli_config(log=lambda _: None))
 
     def export(self, path: Optional[str | Path] = None) -> Path:
-        """Write the CLI YAML (``python -m perceiver.scripts.text.<task> fit --config <path>``)."""
+        """Write the CLI YAML (``python -m <task.cli> fit --config <path>``)."""
         path = Path(path or self.export_path.value or self.run_dir / "config.yaml")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_yaml())
@@ -145,15 +137,25 @@ class Workbench:
             except ValueError as e:
                 self.settings_form.field("lr").show_error(str(e))
                 errors.append(f"lr: {e}")
-            config = self.config()
+            try:
+                data_module = self.data_module(settings)
+            except ConfigError as e:  # the data module names its argument, which is the setting of that name
+                raise FieldError(e.field, e.message) from None
+            try:
+                config = spec.build_model_config(self.task, self.model_form.values(), data_module)
+            except (ConfigError, FieldError) as e:
+                name, message = (e.field, e.message) if isinstance(e, ConfigError) else (e.name, e.message)
+                raise FieldError(name, message, form="model") from None
             self.params_label.value = (f"<b>parameters: {spec.format_count(spec.parameter_count(self.task, config))}"
                                        f"</b> ({type(config).__name__})")
         except FieldError as e:
-            (self.model_form.field(e.name) or self.settings_form.field(e.name)).show_error(e.message)
+            forms_ = (self.model_form,) if e.form == "model" else (self.settings_form, self.model_form)
+            field = next((f.field(e.name) for f in forms_ if f.field(e.name) is not None), None)
+            if field is not None:
+                field.show_error(f"{e.name} {e.message}")
             errors.append(str(e))
-        except (ValueError, TypeError) as e:
-            named = [n for f in forms for n in f.show_error(str(e))]
-            errors.append(str(e) if named else f"{e}")
+        except (ValueError, TypeError) as e:  # not a structured error: show it above the buttons
+            errors.append(str(e))
         if errors:
             self.params_label.value = "<b>parameters: –</b> (invalid configuration)"
         self.error_list = errors
@@ -249,7 +251,7 @@ class Workbench:
     def widget(self) -> w.Widget:
         buttons = w.HBox([self.start_button, self.stop_button, self.export_button, self.export_path])
         forms = w.Accordion([self.model_form.widget, self.settings_form.widget])
-        forms.set_title(0, f"model: {spec.TASKS[self.task].config_class.__name__}")
+        forms.set_title(0, f"model: {self.task.config_class.__name__}")
         forms.set_title(1, "data and training")
         forms.selected_index = 1
         return w.VBox([w.HBox([self.preset_select, self.run_dir_text]), forms, self.params_label, self.errors,

@@ -7,11 +7,11 @@ import os
 import random
 from typing import Any
 
-import lightning.pytorch as pl
+import pytorch_lightning as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.trainer.states import TrainerFn
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.trainer.states import TrainerFn
 
 
 class InterruptCheckpoint(Callback):

@@ -3,12 +3,13 @@
 The workbench dashboard polls that directory, so training can run anywhere (a subprocess, DDP ranks, another
 machine with a shared disk) and the notebook only reads files. Layout of ``run_dir``::
 
-    env.json                  package versions, device, seed, git commit, command line
+    env.json                  task, package versions, device, seed, git commit, command line
     config.resolved.yaml      the configuration the CLI resolved (copied from the logger's directory)
     metrics.jsonl             one JSON line per logged step: train_loss, lr, tokens_per_s, wall_s, ...
                               and one per validation: val_loss, val_bpb, ...
     metrics.json              summary (final and per-step values), rewritten at every validation and at the end
-    attention/step-<k>.npz    attention maps (H, I, J) of a fixed validation input, its tokens and byte labels
+    attention/step-<k>.npz    attention maps (H, I, J) of a fixed validation input, key labels and a title, if the
+                              Lightning module provides them (``attention_maps``)
     samples.jsonl             validation samples (generated text or filled masks) per step
     checkpoints/final.ckpt    checkpoint at the end of training, also after Stop or Ctrl-C
     STOP                      created by the workbench's Stop button: training ends after the current step
@@ -29,16 +30,13 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-import lightning.pytorch as pl
+import pytorch_lightning as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from pytorch_lightning.callbacks import Callback
 
-from perceiver.model.core.attention import record_attention
-
-#: the attention module plotted per backend: encoder cross-attention (MLM), prefix cross-attention (CLM)
-ATTENTION_MODULES = {"MaskedLanguageModel": "encoder.cross_attn_1.attention", "CausalLanguageModel": "cross_attn.attention"}
-PACKAGES = ["perceiver", "torch", "lightning", "transformers", "datasets", "numpy", "jsonargparse", "ipywidgets"]
+from perceiver.tasks import task_of
+PACKAGES = ["perceiver", "torch", "pytorch-lightning", "transformers", "datasets", "numpy", "jsonargparse", "ipywidgets"]
 
 
 class RunJournal(Callback):
@@ -69,7 +67,7 @@ class RunJournal(Callback):
         self.validations: list[dict[str, Any]] = []
         self.status = "running"
         self._t0 = self._t_last = 0.0
-        self._attention_input: Optional[torch.Tensor] = None
+        self._attention_input: Optional[dict] = None
         self._created = time.time()
 
     # --- files ------------------------------------------------------------------------------------------------------
@@ -103,7 +101,8 @@ class RunJournal(Callback):
         self.steps, self.validations, self.status = [], [], "running"
         if not trainer.is_global_zero:
             return
-        self._write_json("env.json", environment(trainer))
+        task = task_of(pl_module)
+        self._write_json("env.json", {"task": task.name if task else None, **environment(trainer)})
         saved = Path(trainer.log_dir or "", "config.yaml")
         if saved.is_file():
             shutil.copyfile(saved, self.run_dir / "config.resolved.yaml")
@@ -203,67 +202,38 @@ class RunJournal(Callback):
             del out["train"]["train_bpb"]
         return out
 
-    def _fixed_input(self, trainer: pl.Trainer) -> Optional[torch.Tensor]:
-        """Token ids (1, N) of the first validation window: the same input for every attention map of the run."""
-        dm = trainer.datamodule
-        ds = getattr(dm, "ds_valid", None)
+    def _fixed_input(self, trainer: pl.Trainer) -> Optional[dict]:
+        """The first validation example as a batch of one (sequences cut to ``attention_len``): the same input for
+        every attention map of the run."""
+        ds = getattr(trainer.datamodule, "ds_valid", None)
         if ds is None or len(ds) == 0:
             return None
-        ids = ds[0]["input_ids"]
-        n = min(getattr(dm, "max_seq_len", len(ids)), self.attention_len or len(ids))
-        return ids[:n][None]
+        item = {k: torch.as_tensor(v) for k, v in ds[0].items()}
+        n = len(item["input_ids"]) if "input_ids" in item and item["input_ids"].dim() else None
+        # a window holds max_seq_len + 1 tokens (inputs and shifted labels): the model sees max_seq_len of them
+        cut = min(getattr(trainer.datamodule, "max_seq_len", n) or n, self.attention_len or n) if n else None
+        # sequences (aligned with input_ids) are cut to attention_len; everything gets a batch dimension
+        return {k: (v[:cut] if n and v.dim() and v.shape[0] == n else v)[None] for k, v in item.items()}
 
     @torch.no_grad()
     def write_attention(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Optional[Path]:
-        """Record the plotted attention of the backend model on the fixed input; save weights (H, I, J), token ids
-        and byte labels as ``attention/step-<k>.npz``. Uses no random numbers, so training is unaffected."""
-        model = getattr(pl_module, "model", None)
-        name = ATTENTION_MODULES.get(type(model).__name__)
-        if name is None or self._attention_input is None:
+        """Save what ``pl_module.attention_maps`` gives for the fixed input (weights (H, I, J), key labels, title)
+        as ``attention/step-<k>.npz``. Uses no random numbers, so training is unaffected."""
+        probe = getattr(pl_module, "attention_maps", None)
+        if probe is None or self._attention_input is None:
             return None
-        ids = self._attention_input.to(pl_module.device)
-        weights = plotted_attention(model, ids)[0].float().cpu().numpy()  # (H, I, J)
-        tokenizer = getattr(pl_module, "tokenizer", None)
-        labels = token_labels(tokenizer, ids[0].tolist()) if tokenizer is not None else []
+        maps = probe({k: v.to(pl_module.device) for k, v in self._attention_input.items()})
+        if maps is None:
+            return None
         path = self.run_dir / "attention" / f"step-{trainer.global_step:06d}.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(".tmp-" + path.name)
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, weights=weights.astype(np.float16), ids=ids[0].cpu().numpy(),
-                                labels=np.array(labels, dtype=object), module=name, step=trainer.global_step)
+            np.savez_compressed(f, weights=maps["weights"].float().cpu().numpy().astype(np.float16),
+                                labels=np.array(maps.get("labels", []), dtype=object), title=maps.get("title", ""),
+                                step=trainer.global_step)
         os.replace(tmp, path)
         return path
-
-
-@torch.no_grad()
-def plotted_attention(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    """Attention weights (B, H, I, J) of the module the workbench plots (``ATTENTION_MODULES``) for token ids
-    (B, N), in eval mode: the MLM encoder cross-attention (latents over inputs) or the CLM prefix cross-attention
-    (latent positions over prefix and latents, with ``prefix_len = N - max_latents``)."""
-    name = ATTENTION_MODULES[type(model).__name__]
-    was_training = model.training
-    model.eval()
-    try:
-        with record_attention(model, [name]) as rec:
-            if type(model).__name__ == "CausalLanguageModel":
-                model(ids, prefix_len=max(0, ids.shape[1] - model.max_latents))
-            else:
-                model(ids)
-    finally:
-        model.train(was_training)
-    return rec.weights[name]
-
-
-def token_labels(tokenizer, ids: list[int]) -> list[str]:
-    """One printable label per token (bytes of the byte tokenizer are decoded one by one)."""
-    labels = []
-    for i in ids:
-        try:
-            text = tokenizer.decode([i])
-        except Exception:  # ids beyond the tokenizer's vocabulary
-            text = ""
-        labels.append(text.replace("\n", "⏎") if text.isprintable() or text == "\n" else "·")
-    return labels
 
 
 def env_device(trainer: pl.Trainer) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 
 def log_text(loggers: list[Logger], tag: str, text: str, step: int) -> None:

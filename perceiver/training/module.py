@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Optional
 
-import lightning.pytorch as pl
+import pytorch_lightning as pl
 import torch
 import torch.nn as nn
 
-from perceiver.model.text.tokenizer import BYTE_TOKENIZER, load_tokenizer
+from perceiver.model.core.attention import record_attention
+from perceiver.model.text.tokenizer import BYTE_TOKENIZER, load_tokenizer, token_labels
 from perceiver.training.logging import log_text
 
 
@@ -60,12 +61,35 @@ class LitModel(pl.LightningModule):
 
     # --- to implement -------------------------------------------------------------------------------------------
 
+    def forward_batch(self, batch: dict) -> torch.Tensor:
+        """The backend model's output (e.g. logits) for a batch of the data module."""
+        raise NotImplementedError
+
     def loss_and_metrics(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
     def sample(self) -> Optional[str]:
         """A text sample for the loggers after each validation (None: no sample)."""
         return None
+
+    @torch.no_grad()
+    def attention_maps(self, batch: dict) -> Optional[dict]:
+        """What the workbench plots of the attention for a one-example ``batch``, in eval mode: ``weights``
+        (H, I, J) of the module the backend model names in ``plotted_attention``, one ``labels`` entry per key
+        position, and a ``title``. None if the backend model names no such module."""
+        name = getattr(self.model, "plotted_attention", None)
+        if name is None:
+            return None
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with record_attention(self.model, [name]) as rec:
+                self.forward_batch(batch)
+        finally:
+            self.model.train(was_training)
+        ids = batch["input_ids"][0].tolist()
+        return {"weights": rec.weights[name][0], "labels": token_labels(self.tokenizer, ids),
+                "title": getattr(self.model, "plotted_attention_title", name)}
 
     # --- Lightning hooks ----------------------------------------------------------------------------------------
 

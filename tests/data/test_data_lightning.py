@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
+import pytorch_lightning as pl
 import torch
-from lightning.pytorch.cli import LightningCLI
+from pytorch_lightning.cli import LightningCLI
 
 from perceiver.data.text import WikiTextDataModule
 

@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 import pytest
+
+from perceiver.model.core import ConfigError
 import torch
 
 from perceiver.data.text import HubUnreachableError, TextDataModule, WikipediaDataModule, WikiTextDataModule
@@ -27,8 +29,9 @@ def test_properties_available_after_init():
 def test_argument_validation():
     with pytest.raises(ValueError, match="--data.padding_side=left"):
         WikipediaDataModule(task="clm", padding_side="right")
-    with pytest.raises(ValueError, match="max_seq_len must be positive"):
+    with pytest.raises(ConfigError, match="max_seq_len must be a positive integer") as e:
         WikipediaDataModule(max_seq_len=0)
+    assert e.value.field == "max_seq_len"
     dm = WikipediaDataModule(max_seq_len=4096)
     dm.check_max_seq_len(4096)
     with pytest.raises(ValueError, match="--data.max_seq_len=2048"):

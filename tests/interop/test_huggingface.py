@@ -110,7 +110,9 @@ def test_clm_cache_through_forward(clm):
         first = clm(x[:, :6], prefix_len=2, use_cache=True)
         step = clm(x[:, 6:7], cache=first.cache)
         full = clm(x[:, :7], prefix_len=2)
-    assert torch.allclose(step.logits[:, -1], full.logits[:, -1], atol=1e-5)
+    # logits of this random model reach ~1e2, so the fp32 tolerance is relative to their scale
+    scale = full.logits[:, -1].abs().max()
+    torch.testing.assert_close(step.logits[:, -1], full.logits[:, -1], rtol=0, atol=1e-6 * scale)
 
 
 def test_trainer_trains(clm, tmp_path):

@@ -177,7 +177,7 @@ def test_documented_predecessor_configs():
 
 @torch.no_grad()
 def test_cli_model_params_from_predecessor_checkpoint(tmp_path, monkeypatch):
-    from perceiver.scripts.text.clm import DEFAULTS, CausalLanguageModelCLI
+    from perceiver.scripts.text.clm import main
 
     monkeypatch.setattr(sys, "argv", ["perceiver.scripts.text.clm"])  # not pytest's arguments
 
@@ -187,6 +187,6 @@ def test_cli_model_params_from_predecessor_checkpoint(tmp_path, monkeypatch):
             f"--data.max_seq_len={c['max_seq_len']}", f"--model.params={fixture_path('clm', 'lightning.ckpt')}"]
     args += [f"--model.{k}={c[k]}" for k in ("max_latents", "num_channels", "num_heads", "num_self_attention_layers",
                                              "cross_attention_widening_factor", "self_attention_widening_factor")]
-    cli = CausalLanguageModelCLI(LitCausalLanguageModel, defaults=DEFAULTS, args=args, run=False)
+    cli = main(args, run=False)
     ref, _ = reference("clm")
     assert max_diff(cli.model.model.eval()(ref["full.input_ids"], 48), ref["full.logits"]) <= ATOL

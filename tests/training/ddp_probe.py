@@ -8,7 +8,7 @@ import json
 import os
 
 import torch
-from lightning.pytorch.callbacks import Callback
+from pytorch_lightning.callbacks import Callback
 
 
 def digest(tensor: torch.Tensor) -> str:

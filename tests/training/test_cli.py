@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perceiver.model.text.clm import LitCausalLanguageModel
-from perceiver.model.text.mlm import LitMaskedLanguageModel
 from perceiver.scripts.text import clm, mlm
 from perceiver.training.schedulers import CosineWithWarmupLR
 
@@ -58,9 +56,9 @@ def num_params(model) -> float:
 
 @pytest.mark.slow
 def test_defaults_build_the_documented_model_sizes():
-    cli = mlm.MaskedLanguageModelCLI(LitMaskedLanguageModel, defaults=mlm.DEFAULTS, args=["--data.source=sample"], run=False)
+    cli = mlm.main(["--data.source=sample"], run=False)
     assert round(num_params(cli.model)) == 201
-    cli = clm.CausalLanguageModelCLI(LitCausalLanguageModel, defaults=clm.DEFAULTS, args=["--data.source=sample"], run=False)
+    cli = clm.main(["--data.source=sample"], run=False)
     assert round(num_params(cli.model), 1) == 30.6
 
 
@@ -69,7 +67,7 @@ def test_data_links_and_optimizer_resolution():
         "--data=WikiTextDataModule", "--data.source=sample", "--data.max_seq_len=96", "--model.max_latents=32",
         "--model.num_channels=32", "--model.num_self_attention_layers=1", "--optimizer=Lamb", "--optimizer.lr=1e-3",
     ]
-    cli = clm.CausalLanguageModelCLI(LitCausalLanguageModel, defaults=clm.DEFAULTS, args=args, run=False)
+    cli = clm.main(args, run=False)
     assert cli.model.backend_model.config.max_seq_len == 96
     assert cli.model.backend_model.config.vocab_size == cli.datamodule.vocab_size == 262
     optimizer = cli.model.configure_optimizers()
@@ -80,7 +78,7 @@ def test_data_links_and_optimizer_resolution():
         "--model.num_latent_channels=32", "--model.encoder.num_input_channels=32",
         "--model.encoder.num_self_attention_layers_per_block=1", "--optimizer=AdamW",
     ]
-    cli = mlm.MaskedLanguageModelCLI(LitMaskedLanguageModel, defaults=mlm.DEFAULTS, args=args, run=False)
+    cli = mlm.main(args, run=False)
     config = cli.model.backend_model.config
     assert config.encoder.max_seq_len == config.decoder.max_seq_len == 64
     assert config.encoder.vocab_size == config.decoder.vocab_size == 262

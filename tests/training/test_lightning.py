@@ -33,7 +33,7 @@ def test_create_and_backend_model():
 
 @pytest.mark.parametrize("lit_class, config", [(LitCausalLanguageModel, tiny_clm_config), (LitMaskedLanguageModel, tiny_mlm_config)])
 def test_load_from_checkpoint_rebuilds_the_model(lit_class, config, tmp_path):
-    import lightning.pytorch as pl
+    import pytorch_lightning as pl
 
     model = lit_class.create(config())
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from lightning.pytorch.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from perceiver.model.text.clm import LitCausalLanguageModel
 from perceiver.training.callbacks import InterruptCheckpoint

@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 import signal
 
-import lightning.pytorch as pl
+import pytorch_lightning as pl
 import pytest
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from perceiver.model.text.clm import LitCausalLanguageModel
 from perceiver.model.text.mlm import LitMaskedLanguageModel

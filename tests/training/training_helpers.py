@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
+import pytorch_lightning as pl
 import torch
-from lightning.pytorch.callbacks import Callback
+from pytorch_lightning.callbacks import Callback
 
 from perceiver.data.text import WikipediaDataModule, WikiTextDataModule
 from perceiver.model.text.clm import CausalLanguageModelConfig

@@ -2,7 +2,7 @@
 
 import json
 
-import lightning.pytorch as pl
+import pytorch_lightning as pl
 import numpy as np
 import torch
 

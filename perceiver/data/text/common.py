@@ -11,12 +11,13 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning.pytorch as pl
+import pytorch_lightning as pl
 import numpy as np
 import torch
 from datasets import DatasetDict
 from torch.utils.data import DataLoader, Dataset
 
+from perceiver.model.core.config import ConfigError
 from perceiver.data.text import masking, sample, sources
 from perceiver.data.text.examples import DocumentDataset, TextCollator, TokenStreamDataset
 from perceiver.data.text.loader import ResumableDataLoader
@@ -300,20 +301,21 @@ class TextDataModule(pl.LightningDataModule):
 
 
 def _check_args(task, max_seq_len, mask_prob, padding_side, valid_every, max_documents, batch_size) -> None:
+    def fail(field: str, message: str):
+        raise ConfigError("TextDataModule", field, message)
+
     if task not in ("mlm", "clm", "clf"):
-        raise ValueError(f"task must be 'mlm', 'clm' or 'clf', got {task!r}")
-    if max_seq_len < 1:
-        raise ValueError(f"max_seq_len must be positive, got {max_seq_len}")
+        fail("task", f"must be 'mlm', 'clm' or 'clf', got {task!r}")
+    if not isinstance(max_seq_len, int) or max_seq_len < 1:
+        fail("max_seq_len", f"must be a positive integer, got {max_seq_len!r}")
     if not 0.0 < mask_prob < 1.0:
-        raise ValueError(f"mask_prob must be in (0, 1), got {mask_prob}")
+        fail("mask_prob", f"must be in (0, 1), got {mask_prob}")
     if task == "clm" and padding_side == "right":
-        raise ValueError(
-            "task=clm needs left padding for Perceiver AR (the latents sit at the end of the sequence); "
-            "pass --data.padding_side=left or leave it unset"
-        )
+        fail("padding_side", "must be 'left' for task=clm: Perceiver AR's latents sit at the end of the sequence; "
+             "pass --data.padding_side=left or leave it unset")
     if valid_every < 2:
-        raise ValueError(f"valid_every must be at least 2, got {valid_every}")
+        fail("valid_every", f"must be at least 2, got {valid_every}")
     if max_documents is not None and max_documents < 1:
-        raise ValueError(f"max_documents must be positive, got {max_documents}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        fail("max_documents", f"must be positive, got {max_documents}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        fail("batch_size", f"must be a positive integer, got {batch_size!r}")

@@ -14,32 +14,53 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Generic, Optional, TypeVar
+from typing import Any, ClassVar, Generic, Mapping, Optional, TypeVar
 
 
 # --- validation helpers -------------------------------------------------------------------------------------------
+
+
+class ConfigError(ValueError):
+    """An invalid config value. ``field`` is the dotted name of the offending field relative to ``config`` (the
+    class name of the config that rejected it); interfaces use these attributes, never the message's wording."""
+
+    def __init__(self, config: object, field: str, message: str):
+        name = config if isinstance(config, str) else type(config).__name__
+        super().__init__(f"{name}.{field} {message}")
+        self.config, self.field, self.message = name, field, message
+
+    def __reduce__(self):  # picklable across processes (the default would call __init__ with the message only)
+        return ConfigError, (self.config, self.field, self.message)
+
+    def nested(self, parent: object, name: str) -> "ConfigError":
+        """The same error seen from the enclosing config ``parent`` (an instance or class name), whose field
+        ``name`` holds the config that rejected the value."""
+        return ConfigError(parent, f"{name}.{self.field}", self.message)
 
 
 def check_positive(config, *names: str) -> None:
     for name in names:
         value = getattr(config, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-            raise ValueError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}")
+            raise ConfigError(config, name, f"must be a positive integer, got {value!r}")
 
 
 def check_dropout(config, *names: str) -> None:
     for name in names:
         value = getattr(config, name)
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"{type(config).__name__}.{name} must be in [0, 1), got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            raise ConfigError(config, name, f"must be in [0, 1), got {value!r}")
+
+
+def check_init_scale(config) -> None:
+    if isinstance(config.init_scale, bool) or not isinstance(config.init_scale, (int, float)) or config.init_scale <= 0:
+        raise ConfigError(config, "init_scale", f"must be positive, got {config.init_scale!r}")
 
 
 def check_divisible(config, channels_name: str, channels: Optional[int], heads_name: str) -> None:
     heads = getattr(config, heads_name)
     if channels is not None and channels % heads != 0:
-        raise ValueError(
-            f"{type(config).__name__}.{channels_name} ({channels}) must be divisible by {heads_name} ({heads})"
-        )
+        raise ConfigError(config, channels_name, f"({channels}) must be divisible by {heads_name} ({heads})")
 
 
 def config_dict(config) -> dict:
@@ -106,12 +127,12 @@ class EncoderConfig:
                 name = f"num_{kind}_attention_{ch}_channels"
                 check_divisible(self, name, getattr(self, name), f"num_{kind}_attention_heads")
         if self.num_cross_attention_layers > self.num_self_attention_blocks:
-            raise ValueError(
-                f"{type(self).__name__}.num_cross_attention_layers ({self.num_cross_attention_layers}) must not exceed "
-                f"num_self_attention_blocks ({self.num_self_attention_blocks})"
+            raise ConfigError(
+                self, "num_cross_attention_layers",
+                f"({self.num_cross_attention_layers}) must not exceed num_self_attention_blocks "
+                f"({self.num_self_attention_blocks})",
             )
-        if self.init_scale <= 0:
-            raise ValueError(f"{type(self).__name__}.init_scale must be positive, got {self.init_scale!r}")
+        check_init_scale(self)
 
 
 @dataclass
@@ -145,8 +166,7 @@ class DecoderConfig:
         for ch in ("qk", "v"):
             name = f"num_cross_attention_{ch}_channels"
             check_divisible(self, name, getattr(self, name), "num_cross_attention_heads")
-        if self.init_scale <= 0:
-            raise ValueError(f"{type(self).__name__}.init_scale must be positive, got {self.init_scale!r}")
+        check_init_scale(self)
 
 
 E = TypeVar("E", bound=EncoderConfig)
@@ -168,24 +188,34 @@ class PerceiverIOConfig(Generic[E, D]):
     activation_offloading: bool = False
     """Offload checkpointed activations to CPU memory (requires activation_checkpointing)."""
 
+    presets: ClassVar[Mapping[str, Any]] = {}
+    """Named configurations of this class (see ``perceiver.model.core.presets``); task configs define them."""
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides):
+        """The config of the preset ``name`` (one of ``cls.presets``) with ``overrides`` (nested dicts for
+        sub-configs); raises ``ConfigError`` naming the field if the result is invalid."""
+        from perceiver.model.core.presets import from_preset
+
+        return from_preset(cls, name, **overrides)
+
     def __post_init__(self):
         check_positive(self, "num_latents", "num_latent_channels")
         enc = self.encoder
         for kind in ("cross", "self"):
             qk = getattr(enc, f"num_{kind}_attention_qk_channels")
             if qk is None and self.num_latent_channels % getattr(enc, f"num_{kind}_attention_heads") != 0:
-                raise ValueError(
-                    f"{type(self).__name__}.num_latent_channels ({self.num_latent_channels}) must be divisible by "
-                    f"encoder.num_{kind}_attention_heads when encoder.num_{kind}_attention_qk_channels is None"
+                raise ConfigError(
+                    self, "num_latent_channels",
+                    f"({self.num_latent_channels}) must be divisible by encoder.num_{kind}_attention_heads when "
+                    f"encoder.num_{kind}_attention_qk_channels is None",
                 )
         check_offloading(self)
 
 
 def check_offloading(config) -> None:
     if config.activation_offloading and not config.activation_checkpointing:
-        raise ValueError(
-            f"{type(config).__name__}.activation_offloading requires activation_checkpointing=True"
-        )
+        raise ConfigError(config, "activation_offloading", "requires activation_checkpointing=True")
 
 
 # --- Perceiver AR -------------------------------------------------------------------------------------------------
@@ -216,15 +246,26 @@ class PerceiverARConfig:
     activation_offloading: bool = False
     """Offload checkpointed activations to CPU memory (requires activation_checkpointing)."""
 
+    presets: ClassVar[Mapping[str, Any]] = {}
+    """Named configurations of this class (see ``perceiver.model.core.presets``); task configs define them."""
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides):
+        """The config of the preset ``name`` (one of ``cls.presets``) with ``overrides`` (nested dicts for
+        sub-configs); raises ``ConfigError`` naming the field if the result is invalid."""
+        from perceiver.model.core.presets import from_preset
+
+        return from_preset(cls, name, **overrides)
+
     def __post_init__(self):
         check_positive(self, "num_heads", "max_heads_parallel", "num_self_attention_layers")
         check_positive(self, "self_attention_widening_factor", "cross_attention_widening_factor")
         check_dropout(self, "cross_attention_dropout", "post_attention_dropout", "residual_dropout")
         r = self.num_self_attention_rotary_layers
         if r != -1 and not 0 <= r <= self.num_self_attention_layers:
-            raise ValueError(
-                f"{type(self).__name__}.num_self_attention_rotary_layers must be -1 (all) or in "
-                f"[0, num_self_attention_layers={self.num_self_attention_layers}], got {r}"
+            raise ConfigError(
+                self, "num_self_attention_rotary_layers",
+                f"must be -1 (all) or in [0, num_self_attention_layers={self.num_self_attention_layers}], got {r}",
             )
         check_offloading(self)
 
@@ -235,6 +276,7 @@ class PerceiverARConfig:
 
 
 __all__ = [
+    "ConfigError",
     "EncoderConfig",
     "DecoderConfig",
     "PerceiverIOConfig",

@@ -27,3 +27,15 @@ def load_tokenizer(name: str = BYTE_TOKENIZER, **kwargs) -> PreTrainedTokenizerB
             f"(HF_HUB_OFFLINE=1). Pass a local tokenizer directory, or use {BYTE_TOKENIZER!r}, which needs no files."
         )
     return AutoTokenizer.from_pretrained(name, **kwargs)
+
+
+def token_labels(tokenizer, ids: list[int]) -> list[str]:
+    """One printable label per token id, for plot axes (bytes of the byte tokenizer are decoded one by one)."""
+    labels = []
+    for i in ids:
+        try:
+            text = tokenizer.decode([i])
+        except Exception:  # ids beyond the tokenizer's vocabulary
+            text = ""
+        labels.append(text.replace("\n", "⏎") if text.isprintable() or text == "\n" else "·")
+    return labels

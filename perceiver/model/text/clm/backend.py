@@ -9,20 +9,30 @@ Dimensions:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import ClassVar, Mapping, Optional, Union
 
 import torch
 import torch.nn as nn
 
-from perceiver.model.core.config import PerceiverARConfig, check_positive
+from perceiver.model.core.config import ConfigError, PerceiverARConfig, check_init_scale, check_positive
 from perceiver.model.core.generation import generate
 from perceiver.model.core.layers import init_parameters
 from perceiver.model.core.perceiver_ar import KVCache, PerceiverAR
+from perceiver.model.core.presets import Preset
 from perceiver.model.text.common import TiedTokenOutputAdapter, TokenInputAdapter
 
 
 @dataclass
 class CausalLanguageModelConfig(PerceiverARConfig):
+    presets: ClassVar[Mapping[str, Preset]] = {
+        "clm-30.6m": Preset("Perceiver AR, the documented 30.6M language model: 4096 context, 512 latents"),
+        "tiny": Preset(
+            "0.9M parameters, 256 context, 64 latents: minutes of CPU training",
+            dict(num_heads=4, num_self_attention_layers=3, max_seq_len=256, max_latents=64, num_channels=128,
+                 cross_attention_dropout=0.0),
+        ),
+    }
+
     vocab_size: int = 262
     """Vocabulary size (262 for the UTF-8 byte tokenizer ``deepmind/language-perceiver``)."""
     max_seq_len: int = 4096
@@ -44,20 +54,16 @@ class CausalLanguageModelConfig(PerceiverARConfig):
         super().__post_init__()
         check_positive(self, "vocab_size", "max_seq_len", "max_latents", "num_channels")
         if self.max_latents > self.max_seq_len:
-            raise ValueError(
-                f"{type(self).__name__}.max_latents ({self.max_latents}) must not exceed max_seq_len ({self.max_seq_len})"
-            )
+            raise ConfigError(self, "max_latents", f"({self.max_latents}) must not exceed max_seq_len ({self.max_seq_len})")
         if self.num_channels % self.num_heads:
-            raise ValueError(
-                f"{type(self).__name__}.num_channels ({self.num_channels}) must be divisible by num_heads ({self.num_heads})"
-            )
+            raise ConfigError(self, "num_channels", f"({self.num_channels}) must be divisible by num_heads ({self.num_heads})")
         if (self.num_channels // self.num_heads) % 2:
-            raise ValueError(
-                f"{type(self).__name__}: channels per head (num_channels / num_heads = "
-                f"{self.num_channels // self.num_heads}) must be even for rotary embeddings"
+            raise ConfigError(
+                self, "num_channels",
+                f"/ num_heads = {self.num_channels // self.num_heads} channels per head must be even for rotary "
+                f"embeddings",
             )
-        if self.init_scale <= 0:
-            raise ValueError(f"{type(self).__name__}.init_scale must be positive, got {self.init_scale!r}")
+        check_init_scale(self)
 
     @property
     def max_prefix_len(self) -> int:
@@ -67,6 +73,10 @@ class CausalLanguageModelConfig(PerceiverARConfig):
 class CausalLanguageModel(PerceiverAR):
     """Perceiver AR causal language model. ``forward`` returns logits (B, L, V) for the latent positions, plus the
     kv-cache when one is passed (``kv_cache=model.init_cache()`` for the first call)."""
+
+    plotted_attention = "cross_attn.attention"
+    """The attention module the workbench plots: the prefix cross-attention."""
+    plotted_attention_title = "prefix cross-attention: latent positions over prefix + latent positions"
 
     def __init__(self, config: CausalLanguageModelConfig):
         input_adapter = TokenInputAdapter(

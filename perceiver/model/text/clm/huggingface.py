@@ -25,6 +25,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from perceiver.model.core.perceiver_ar import KVCache
 from perceiver.model.text.clm.backend import CausalLanguageModel, CausalLanguageModelConfig
+from perceiver.model.core.presets import config_from_dict
 from perceiver.model.text.huggingface import PerceiverBackendConfig, PerceiverPreTrainedModel
 
 UNSUPPORTED = {"num_beams": 1, "num_return_sequences": 1, "num_beam_groups": 1, "penalty_alpha": None}
@@ -37,11 +38,11 @@ class PerceiverCausalLanguageModelConfig(PerceiverBackendConfig):
 
     @classmethod
     def default_backend_config(cls) -> CausalLanguageModelConfig:
-        return CausalLanguageModelConfig()
+        return CausalLanguageModelConfig.from_preset("clm-30.6m")
 
     @property
     def backend_config(self) -> CausalLanguageModelConfig:
-        return CausalLanguageModelConfig(**self.model_config)
+        return config_from_dict(CausalLanguageModelConfig, self.model_config)
 
 
 def left_pad_mask(attention_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:

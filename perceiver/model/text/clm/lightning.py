@@ -69,10 +69,15 @@ class LitCausalLanguageModel(LitModel):
     def create(cls, config: CausalLanguageModelConfig, **kwargs) -> "LitCausalLanguageModel":
         return cls(**dataclasses.asdict(config), **kwargs)
 
+    def forward_batch(self, batch: dict) -> torch.Tensor:
+        """Logits (B, L, V) of the latent positions, the last ``min(N, max_latents)`` of the N inputs."""
+        x = batch["input_ids"]
+        return self.model(x, prefix_len=max(0, x.shape[1] - self.config.max_latents), pad_mask=batch.get("pad_mask"))
+
     def loss_and_metrics(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, labels, pad_mask = batch["input_ids"], batch["labels"], batch.get("pad_mask")
         prefix_len = max(0, x.shape[1] - self.config.max_latents)
-        logits = self.model(x, prefix_len=prefix_len, pad_mask=pad_mask)  # (B, L, V)
+        logits = self.forward_batch(batch)  # (B, L, V)
         labels = labels[:, prefix_len:]
         if pad_mask is not None:
             labels = labels.masked_fill(pad_mask[:, prefix_len:], -100)

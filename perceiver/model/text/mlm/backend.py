@@ -11,13 +11,14 @@ Dimensions:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Mapping, Optional
 
 import torch
 
 from perceiver.model.core.adapter import TrainableQueryProvider
-from perceiver.model.core.config import DecoderConfig, EncoderConfig, PerceiverIOConfig, check_positive
+from perceiver.model.core.config import ConfigError, DecoderConfig, EncoderConfig, PerceiverIOConfig, check_positive
 from perceiver.model.core.perceiver_io import PerceiverDecoder, PerceiverEncoder, PerceiverIO
+from perceiver.model.core.presets import Preset
 from perceiver.model.text.common import TiedTokenOutputAdapter, TokenInputAdapter, TokenOutputAdapter
 
 
@@ -54,6 +55,32 @@ class TextDecoderConfig(DecoderConfig):
 
 @dataclass
 class MaskedLanguageModelConfig(PerceiverIOConfig[TextEncoderConfig, TextDecoderConfig]):
+    presets: ClassVar[Mapping[str, Preset]] = {
+        "deepmind-201m": Preset(
+            "DeepMind's language Perceiver (deepmind/language-perceiver, Perceiver IO paper, Table 11): 201M",
+            dict(
+                encoder=dict(vocab_size=262, max_seq_len=2048, num_input_channels=768,
+                             num_cross_attention_qk_channels=256, num_cross_attention_v_channels=1280,
+                             num_cross_attention_heads=8, num_self_attention_qk_channels=256,
+                             num_self_attention_v_channels=1280, num_self_attention_heads=8,
+                             num_self_attention_layers_per_block=26, num_self_attention_blocks=1, dropout=0.1),
+                decoder=dict(vocab_size=262, max_seq_len=2048, num_cross_attention_qk_channels=256,
+                             num_cross_attention_v_channels=768, num_cross_attention_heads=8,
+                             cross_attention_residual=False, dropout=0.1),
+                num_latents=256, num_latent_channels=1280,
+            ),
+        ),
+        "tiny": Preset(
+            "0.5M parameters, 256 context, 32 latents: minutes of CPU training",
+            dict(
+                encoder=dict(vocab_size=262, max_seq_len=256, num_input_channels=64, num_cross_attention_heads=4,
+                             num_self_attention_heads=4, num_self_attention_layers_per_block=3),
+                decoder=dict(vocab_size=262, max_seq_len=256, num_cross_attention_heads=4),
+                num_latents=32, num_latent_channels=128,
+            ),
+        ),
+    }
+
     num_latents: int = 256
     """Number of latent vectors (N)."""
     num_latent_channels: int = 1280
@@ -63,19 +90,18 @@ class MaskedLanguageModelConfig(PerceiverIOConfig[TextEncoderConfig, TextDecoder
         super().__post_init__()
         enc, dec = self.encoder, self.decoder
         if enc.vocab_size != dec.vocab_size:
-            raise ValueError(
-                f"decoder.vocab_size ({dec.vocab_size}) must equal encoder.vocab_size ({enc.vocab_size})"
-            )
+            raise ConfigError(self, "decoder.vocab_size", f"({dec.vocab_size}) must equal encoder.vocab_size ({enc.vocab_size})")
         if dec.max_seq_len < enc.max_seq_len:
-            raise ValueError(
-                f"decoder.max_seq_len ({dec.max_seq_len}) must be at least encoder.max_seq_len ({enc.max_seq_len})"
+            raise ConfigError(
+                self, "decoder.max_seq_len", f"({dec.max_seq_len}) must be at least encoder.max_seq_len ({enc.max_seq_len})"
             )
         query_channels = self.num_output_query_channels
         if dec.num_cross_attention_qk_channels is None and query_channels % dec.num_cross_attention_heads:
-            raise ValueError(
-                f"decoder.num_output_query_channels ({query_channels}, None means encoder.num_input_channels) must "
-                f"be divisible by decoder.num_cross_attention_heads ({dec.num_cross_attention_heads}) when "
-                f"decoder.num_cross_attention_qk_channels is None"
+            raise ConfigError(
+                self, "decoder.num_output_query_channels",
+                f"({query_channels}, None means encoder.num_input_channels) must be divisible by "
+                f"decoder.num_cross_attention_heads ({dec.num_cross_attention_heads}) when "
+                f"decoder.num_cross_attention_qk_channels is None",
             )
 
     @property
@@ -94,6 +120,10 @@ class MaskedLanguageModelConfig(PerceiverIOConfig[TextEncoderConfig, TextDecoder
 class MaskedLanguageModel(PerceiverIO):
     """Perceiver IO masked language model. ``forward(x_masked, pad_mask)`` returns logits (B, M, V), one row per
     input position; inputs may be shorter than ``max_seq_len``."""
+
+    plotted_attention = "encoder.cross_attn_1.attention"
+    """The attention module the workbench plots: the encoder cross-attention of the latents over the input."""
+    plotted_attention_title = "encoder cross-attention: latents over input positions"
 
     def __init__(self, config: MaskedLanguageModelConfig):
         enc, dec = config.encoder, config.decoder

@@ -14,12 +14,11 @@ import torch
 import torch.nn.functional as F
 from transformers.modeling_outputs import MaskedLMOutput
 
+from perceiver.model.core.presets import config_from_dict
 from perceiver.model.text.huggingface import PerceiverBackendConfig, PerceiverPreTrainedModel
 from perceiver.model.text.mlm.backend import (
     MaskedLanguageModel,
     MaskedLanguageModelConfig,
-    TextDecoderConfig,
-    TextEncoderConfig,
 )
 
 
@@ -30,13 +29,11 @@ class PerceiverMaskedLanguageModelConfig(PerceiverBackendConfig):
 
     @classmethod
     def default_backend_config(cls) -> MaskedLanguageModelConfig:
-        return MaskedLanguageModelConfig(TextEncoderConfig(vocab_size=262), TextDecoderConfig(vocab_size=262))
+        return MaskedLanguageModelConfig.from_preset("deepmind-201m")
 
     @property
     def backend_config(self) -> MaskedLanguageModelConfig:
-        c = dict(self.model_config)
-        encoder, decoder = TextEncoderConfig(**c.pop("encoder")), TextDecoderConfig(**c.pop("decoder"))
-        return MaskedLanguageModelConfig(encoder, decoder, **c)
+        return config_from_dict(MaskedLanguageModelConfig, self.model_config)
 
 
 class PerceiverMaskedLanguageModel(PerceiverPreTrainedModel):

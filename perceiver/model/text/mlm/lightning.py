@@ -88,8 +88,12 @@ class LitMaskedLanguageModel(LitModel):
         fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
         return cls(**fields, **kwargs)
 
+    def forward_batch(self, batch: dict) -> torch.Tensor:
+        """Logits (B, N, V) for every input position."""
+        return self.model(batch["input_ids"], pad_mask=batch.get("pad_mask"))
+
     def loss_and_metrics(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        logits = self.model(batch["input_ids"], pad_mask=batch.get("pad_mask"))  # (B, N, V)
+        logits = self.forward_batch(batch)  # (B, N, V)
         labels = batch["labels"]
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
         targets = labels != -100

@@ -1,32 +1,42 @@
-"""The shared Lightning CLI of the text scripts: config dataclasses become arguments (with their field docstrings
-as help), values known only from the data flow into the model through links, and every run gets checkpoints, an
-interrupt checkpoint, CSV metrics beside any other logger, and step-wise LR schedules."""
+"""The Lightning CLI of every task, built from its registered description (``perceiver.tasks``): config
+dataclasses become arguments (with their field docstrings as help), the documented model preset gives the
+defaults, values known only from the data flow into the model through the task's links, and every run gets
+checkpoints, an interrupt checkpoint, CSV metrics beside any other logger, and step-wise LR schedules.
+
+A task's script is two lines::
+
+    from perceiver.scripts.cli import task_main
+    main = task_main("clm")
+"""
 
 from __future__ import annotations
 
 import warnings
-from typing import Optional
+from typing import Optional, Sequence
 
 import jsonargparse
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 import perceiver.training.optim  # noqa: F401  (makes --optimizer=Lamb resolvable)
-from perceiver.data.text import TextDataModule
 from perceiver.training.callbacks import InterruptCheckpoint, RNGState
+from perceiver.tasks import Task, get
 from perceiver.training.schedulers import CosineWithWarmupLR
 
 
-class TextCLI(LightningCLI):
-    def __init__(self, model_class, defaults: Optional[dict] = None, **kwargs):
+class TaskCLI(LightningCLI):
+    """``LightningCLI`` for ``task`` (a name or a :class:`perceiver.tasks.Task`); ``defaults`` override the task's."""
+
+    def __init__(self, task: str | Task, defaults: Optional[dict] = None, **kwargs):
         jsonargparse.set_parsing_settings(docstring_parse_attribute_docstrings=True)
         # LitModel.configure_optimizers is the default for Python use; --optimizer replacing it is intended
         warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden")
-        self.defaults = defaults or {}
+        self.task = get(task) if isinstance(task, str) else task
+        self.defaults = {**task_defaults(self.task), **(defaults or {})}
         super().__init__(
-            model_class,
-            TextDataModule,
+            self.task.lit_class,
+            None,  # any LightningDataModule; --data=<Name> resolves the data modules the task's package defines
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"default_env": False},
@@ -38,7 +48,11 @@ class TextCLI(LightningCLI):
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "{step}"})
         # every step's loss reaches the loggers (Lightning's default of 50 hides short runs entirely)
         parser.set_defaults({"trainer.log_every_n_steps": 1})
-        parser.link_arguments("data.init_args.tokenizer", "model.tokenizer", apply_on="parse")
+        for data_arg, model_arg in self.task.parse_links.items():
+            parser.link_arguments(f"data.init_args.{data_arg}", f"model.{model_arg}", apply_on="parse")
+        for attr, fields in self.task.links.items():
+            for field in fields:
+                parser.link_arguments(f"data.{attr}", f"model.{field}", apply_on="instantiate")
         parser.set_defaults(self.defaults)
 
     def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
@@ -77,3 +91,19 @@ def add_csv_logger(trainer) -> None:
     log_dir = first.log_dir if isinstance(first, TensorBoardLogger) else trainer.default_root_dir
     csv = CSVLogger(log_dir, name="", version="csv")
     trainer.loggers = [*loggers, csv]
+
+
+def task_defaults(task: Task) -> dict:
+    """The CLI defaults of ``task``: the documented model preset and the default data module."""
+    defaults = {f"model.{k}": v for k, v in task.model_defaults().items()}
+    defaults["data"] = {"class_path": task.data.replace(":", "."), "init_args": dict(task.data_args)}
+    return defaults
+
+
+def task_main(task: str):
+    """The ``main(args=None)`` of a task's CLI script."""
+
+    def main(args: Optional[Sequence[str]] = None, **kwargs):
+        return TaskCLI(task, args=args, **kwargs)
+
+    return main
