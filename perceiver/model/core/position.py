@@ -122,8 +122,16 @@ class FourierPositionEncoding(nn.Module):
         self, spatial_shape: Sequence[int], num_frequency_bands: int, max_resolution: Optional[Sequence[int]] = None
     ):
         super().__init__()
+        self.spatial_shape, self.num_frequency_bands = tuple(spatial_shape), num_frequency_bands
+        self.max_resolution = None if max_resolution is None else tuple(max_resolution)
         encoding = fourier_position_encodings(spatial_shape, num_frequency_bands, max_resolution)
         self.register_buffer("encoding", encoding, persistent=False)
+
+    @torch.no_grad()
+    def reset_encoding(self) -> None:
+        """Compute the encoding again (e.g. after a loader left this non-persistent buffer uninitialized)."""
+        encoding = fourier_position_encodings(self.spatial_shape, self.num_frequency_bands, self.max_resolution)
+        self.encoding = encoding.to(self.encoding.device)
 
     @property
     def num_channels(self) -> int:
