@@ -21,16 +21,29 @@ from perceiver.model.core.config import ConfigError
 class ImageDataset(Dataset):
     """Images (N, H, W, C) uint8 of full intensity ``scale`` and labels (N,) as examples ``{"image", "label"}``."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, scale: float, normalize: bool = True):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, scale: float, normalize: bool = True,
+                 random_shift: int = 0):
         self.images, self.labels = torch.from_numpy(images), torch.from_numpy(labels)
-        self.scale, self.normalize = scale, normalize
+        self.scale, self.normalize, self.random_shift = scale, normalize, random_shift
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         image = self.images[i].float() / self.scale  # (H, W, C) in [0, 1]
+        if self.random_shift:
+            dy, dx = torch.randint(-self.random_shift, self.random_shift + 1, (2,)).tolist()
+            image = shift(image, dy, dx)
         return {"image": (image - 0.5) / 0.5 if self.normalize else image, "label": self.labels[i]}
+
+
+def shift(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``image`` (H, W, C) moved down by ``dy`` and right by ``dx`` pixels (negative: up, left), filled with 0."""
+    h, w = image.shape[:2]
+    out = torch.zeros_like(image)
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[max(-dy, 0) : h - max(dy, 0),
+                                                                          max(-dx, 0) : w - max(dx, 0)]
+    return out
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -45,6 +58,8 @@ class ImageDataModule(pl.LightningDataModule):
         dataset_dir: Cache directory of Hub downloads.
         image_size: Resize the images of a local directory to (height, width); None: they must all have one size.
         normalize: Map pixel values from [0, 1] to [-1, 1].
+        random_shift: Augment training images by moving them up to this many pixels in each direction (a random
+            offset per image and epoch, drawn from the global RNG; the vacated border is black).
         seed: Seed of the training order.
         batch_size: Training batch size.
         valid_batch_size: Validation and test batch size (default: ``batch_size``).
@@ -68,6 +83,7 @@ class ImageDataModule(pl.LightningDataModule):
         dataset_dir: str = ".cache/perceiver/datasets",
         image_size: Optional[tuple[int, int]] = None,
         normalize: bool = True,
+        random_shift: int = 0,
         seed: int = 0,
         batch_size: int = 64,
         valid_batch_size: Optional[int] = None,
@@ -81,6 +97,8 @@ class ImageDataModule(pl.LightningDataModule):
         if source == "hub" and self.hub_dataset is None:
             raise ConfigError(type(self).__name__, "source",
                               "has no Hub dataset: pass 'sample' or a directory of images, one subfolder per class")
+        if not isinstance(random_shift, int) or random_shift < 0:
+            raise ConfigError(type(self).__name__, "random_shift", f"must be a non-negative integer, got {random_shift!r}")
         if image_size is not None and (len(image_size) != 2 or any(int(s) <= 0 for s in image_size)):
             raise ConfigError(type(self).__name__, "image_size", f"must be None or (height, width), got {image_size!r}")
         self.source = source
@@ -130,7 +148,8 @@ class ImageDataModule(pl.LightningDataModule):
             return
         data = self.load_source()
         self.class_names = data.class_names
-        datasets = {k: ImageDataset(*data.splits[k], data.scale, self.hparams.normalize) for k in sources.SPLITS}
+        datasets = {k: ImageDataset(*data.splits[k], data.scale, self.hparams.normalize,
+                                    self.hparams.random_shift if k == "train" else 0) for k in sources.SPLITS}
         self.ds_train, self.ds_valid, self.ds_test = datasets["train"], datasets["validation"], datasets["test"]
         if len(self.ds_train) == 0:
             raise ValueError(f"source {self.source!r} has no training images")

@@ -114,12 +114,17 @@ def folder_image_shape(root: str | Path, image_size: Optional[tuple[int, int]] =
     return int(h), int(w), channels
 
 
-def read_image(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+def read_image(path: Path, shape: tuple[int, int, int], resize: bool) -> np.ndarray:
+    """The image at ``path`` as (H, W, C) uint8 in the mode of ``shape`` (grayscale or RGB), resized to it if
+    ``resize``; otherwise an image of another size is an error naming the file."""
     Image = require("PIL.Image", "Pillow")
     h, w, c = shape
     with Image.open(path) as img:
         img = img.convert("L" if c == 1 else "RGB")
         if img.size != (w, h):
+            if not resize:
+                raise ValueError(f"{path} is {img.height}x{img.width} pixels but the first image {h}x{w}: pass "
+                                 f"--data.image_size=[height, width] to resize every image")
             img = img.resize((w, h), Image.BILINEAR)
         return np.asarray(img, dtype=np.uint8).reshape(h, w, c)
 
@@ -143,12 +148,7 @@ def load_folder(root: str | Path, image_size: Optional[tuple[int, int]] = None) 
                 files[split] += [(found[i], label) for i in idx]
     out = {}
     for split, items in files.items():
-        images = [read_image(f, shape) for f, _ in items]
-        if image_size is None:
-            for (f, _), img in zip(items, images):
-                if img.shape != shape:
-                    raise ValueError(f"{f} has shape {img.shape} but the first image {shape}: pass "
-                                     f"--data.image_size=[height, width] to resize every image")
+        images = [read_image(f, shape, resize=image_size is not None) for f, _ in items]
         labels = np.array([label for _, label in items], dtype=np.int64)
         out[split] = (np.stack(images) if images else np.zeros((0, *shape), np.uint8), labels)
     return ImageSplits(out, scale=255.0, class_names=names)
