@@ -24,7 +24,7 @@ TASK = Task(
         ),
         "tiny CPU": RunPreset(
             model="tiny",
-            settings={"batch_size": 64, "max_steps": 600, "lr": 2e-3, "precision": "32-true"},
+            settings={"batch_size": 64, "max_steps": 800, "lr": 2e-3, "precision": "32-true"},
             extra={"trainer": {"val_check_interval": 100}, "journal": {"attention_every": 100},
                    "lr_scheduler": WARMUP_COSINE},
         ),
@@ -34,7 +34,8 @@ TASK = Task(
     notebook="train_image_classifier.ipynb",
     examples=(
         "python -m perceiver.scripts.vision.image_classifier fit --data.source=sample --model.num_latents=16 "
-        "--model.num_latent_channels=64 --trainer.max_steps=600",
+        "--model.num_latent_channels=64 --model.encoder.num_frequency_bands=8 --model.decoder.num_output_query_channels=64 "
+        "--optimizer=AdamW --optimizer.lr=2e-3 --trainer.max_steps=800",
         "python -m perceiver.scripts.vision.image_classifier test --data.source=sample "
         "--config runs/image_classifier/config.yaml --ckpt_path runs/image_classifier/checkpoints/final.ckpt",
     ),
