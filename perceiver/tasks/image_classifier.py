@@ -34,8 +34,12 @@ TASK = Task(
     notebook="train_image_classifier.ipynb",
     examples=(
         "python -m perceiver.scripts.vision.image_classifier fit --data.source=sample --model.num_latents=16 "
-        "--model.num_latent_channels=64 --model.encoder.num_frequency_bands=8 --model.decoder.num_output_query_channels=64 "
-        "--optimizer=AdamW --optimizer.lr=2e-3 --trainer.max_steps=800",
+        "--model.num_latent_channels=64 --model.encoder.num_frequency_bands=8 "
+        "--model.encoder.num_self_attention_heads=4 "
+        "--model.encoder.num_self_attention_blocks=2 --model.encoder.num_self_attention_layers_per_block=2 "
+        "--model.encoder.first_self_attention_block_shared=true --model.decoder.num_output_query_channels=64 "
+        "--optimizer=AdamW --optimizer.lr=2e-3 --lr_scheduler=CosineWithWarmupLR --lr_scheduler.warmup_steps=50 "
+        "--trainer.max_steps=800",
         "python -m perceiver.scripts.vision.image_classifier test --data.source=sample "
         "--config runs/image_classifier/config.yaml --ckpt_path runs/image_classifier/checkpoints/final.ckpt",
     ),

@@ -22,7 +22,8 @@ def num_params(config: ImageClassifierConfig) -> int:
         return sum(p.numel() for p in ImageClassifier(config).parameters())
 
 
-@pytest.mark.parametrize("shape, bands, max_resolution", [((12, 10), 4, None), ((8, 8), 8, (224, 224)), ((5,), 3, (9,))])
+@pytest.mark.parametrize("shape, bands, max_resolution",
+                         [((12, 10), 4, None), ((8, 8), 8, (224, 224)), ((5,), 3, (9,))])
 def test_fourier_features_equal_hugging_face(shape, bands, max_resolution):
     pos = build_linear_positions(shape).reshape(1, -1, len(shape))
     expected = generate_fourier_features(pos, bands, max_resolution or shape)[0]

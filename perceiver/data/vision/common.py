@@ -98,7 +98,8 @@ class ImageDataModule(pl.LightningDataModule):
             raise ConfigError(type(self).__name__, "source",
                               "has no Hub dataset: pass 'sample' or a directory of images, one subfolder per class")
         if not isinstance(random_shift, int) or random_shift < 0:
-            raise ConfigError(type(self).__name__, "random_shift", f"must be a non-negative integer, got {random_shift!r}")
+            raise ConfigError(type(self).__name__, "random_shift",
+                              f"must be a non-negative integer, got {random_shift!r}")
         if image_size is not None and (len(image_size) != 2 or any(int(s) <= 0 for s in image_size)):
             raise ConfigError(type(self).__name__, "image_size", f"must be None or (height, width), got {image_size!r}")
         self.source = source

@@ -141,7 +141,8 @@ def load_folder(root: str | Path, image_size: Optional[tuple[int, int]] = None) 
     for label, name in enumerate(names):
         if roots:
             for split, split_root in roots.items():
-                files[split] += [(f, label) for f in image_files(split_root / name)] if (split_root / name).is_dir() else []
+                folder = split_root / name
+                files[split] += [(f, label) for f in image_files(folder)] if folder.is_dir() else []
         else:
             found = image_files(root / name)
             for split, idx in fixed_split(len(found)).items():

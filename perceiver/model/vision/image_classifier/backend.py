@@ -27,6 +27,14 @@ from perceiver.model.core.position import FourierPositionEncoding, TrainablePosi
 from perceiver.model.core.presets import Preset
 
 
+def positive_ints(config, name: str, value, n: int, meaning: str) -> tuple[int, ...]:
+    """``value`` as a tuple of ``n`` positive integers (JSON and YAML give lists), else a ``ConfigError``."""
+    value = tuple(value) if isinstance(value, list) else value
+    if not isinstance(value, tuple) or len(value) != n or any(not isinstance(v, int) or v <= 0 for v in value):
+        raise ConfigError(config, name, f"must be {n} positive integers {meaning}, got {value!r}")
+    return value
+
+
 @dataclass
 class ImageEncoderConfig(EncoderConfig):
     image_shape: tuple[int, int, int] = (224, 224, 3)
@@ -48,27 +56,21 @@ class ImageEncoderConfig(EncoderConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if isinstance(self.image_shape, list):  # JSON and YAML give lists
-            self.image_shape = tuple(self.image_shape)
-        if not isinstance(self.image_shape, tuple) or len(self.image_shape) != 3 or any(not isinstance(s, int) or s <= 0 for s in self.image_shape):
-            raise ConfigError(self, "image_shape", f"must be three positive integers (height, width, channels), got "
-                                                   f"{self.image_shape!r}")
+        self.image_shape = positive_ints(self, "image_shape", self.image_shape, 3, "(height, width, channels)")
         if self.position_encoding not in ("fourier", "learned"):
-            raise ConfigError(self, "position_encoding", f"must be 'fourier' or 'learned', got {self.position_encoding!r}")
+            raise ConfigError(self, "position_encoding",
+                              f"must be 'fourier' or 'learned', got {self.position_encoding!r}")
         check_positive(self, "num_frequency_bands", "num_position_channels", "num_pixel_channels")
         if self.max_resolution is not None:
-            if isinstance(self.max_resolution, list):
-                self.max_resolution = tuple(self.max_resolution)
-            if not isinstance(self.max_resolution, tuple) or len(self.max_resolution) != 2 or any(not isinstance(r, int) or r <= 0 for r in self.max_resolution):
-                raise ConfigError(self, "max_resolution", f"must be None or two positive integers, got "
-                                                          f"{self.max_resolution!r}")
+            self.max_resolution = positive_ints(self, "max_resolution", self.max_resolution, 2, "(height, width)")
 
     @property
     def num_input_channels(self) -> int:
         """Channels of each adapted pixel: pixel channels plus position encoding channels."""
         pixel = self.num_pixel_channels or self.image_shape[-1]
-        pos = 2 * (2 * self.num_frequency_bands + 1) if self.position_encoding == "fourier" else self.num_position_channels
-        return pixel + pos
+        if self.position_encoding == "learned":
+            return pixel + self.num_position_channels
+        return pixel + 2 * (2 * self.num_frequency_bands + 1)  # 2 spatial dimensions
 
 
 @dataclass
@@ -123,7 +125,8 @@ class ImageClassifierConfig(PerceiverIOConfig[ImageEncoderConfig, Classification
                 f"({enc.num_cross_attention_heads}) must divide the cross-attention query/key channels ({qk}; "
                 f"None means the input channels: pixel plus position encoding channels)",
             )
-        if dec.num_cross_attention_qk_channels is None and dec.num_output_query_channels % dec.num_cross_attention_heads:
+        query_channels = dec.num_output_query_channels
+        if dec.num_cross_attention_qk_channels is None and query_channels % dec.num_cross_attention_heads:
             raise ConfigError(
                 self, "decoder.num_cross_attention_heads",
                 f"({dec.num_cross_attention_heads}) must divide decoder.num_output_query_channels "
