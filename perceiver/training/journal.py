@@ -242,10 +242,15 @@ class RunJournal(Callback):
     def _write_npz(self, path: Path, arrays: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(".tmp-" + path.name)
-        arrays = {k: v.detach().float().cpu().numpy() if isinstance(v, torch.Tensor) else v for k, v in arrays.items()}
+        arrays = {k: numpy(v) if isinstance(v, torch.Tensor) else v for k, v in arrays.items()}
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
         os.replace(tmp, path)  # readers never see a half-written file
+
+
+def numpy(t: torch.Tensor) -> np.ndarray:
+    t = t.detach().cpu()
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()  # numpy has no bfloat16
 
 
 def env_device(trainer: pl.Trainer) -> str:

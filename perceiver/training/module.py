@@ -105,7 +105,7 @@ class LitModel(pl.LightningModule):
 
     def validation_records(self) -> dict[str, dict]:
         """Arrays of the last validation for the run journal, which saves each entry ``name -> {key: array}`` as
-        ``<run_dir>/records/<name>/step-<k>.npz`` for the task's figures (e.g. misclassified examples). None by default."""
+        ``<run_dir>/records/<name>/step-<k>.npz`` for the task's figures (e.g. misclassified examples); none here."""
         return {}
 
     # --- Lightning hooks ----------------------------------------------------------------------------------------
