@@ -33,7 +33,7 @@ def plain_argv(monkeypatch):
 
 def test_lit_module_loss_accuracy_and_attention_over_pixels():
     torch.manual_seed(0)
-    lit = LitImageClassifier.create(ImageClassifierConfig.from_preset("tiny"))
+    lit = LitImageClassifier.create(ImageClassifierConfig.from_preset("tiny")).eval()  # no dropout
     assert isinstance(lit.backend_model, ImageClassifier)
     batch = {"image": torch.randn(4, 8, 8, 1), "label": torch.tensor([0, 1, 2, 3])}
     loss, metrics = lit.loss_and_metrics(batch)
