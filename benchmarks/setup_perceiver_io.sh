@@ -28,6 +28,7 @@ PIP=("${VPY}" -m pip install --disable-pip-version-check -q)
 #    config.json keys as 0.11-era hub models (torch_dtype, is_decoder), and PreTrainedModel still
 #    inherits GenerationMixin (from 4.50 on, 0.11's CLM `generate` raises AttributeError).
 #    numpy is left unpinned: the pyarrow wheel that datasets pulls in needs numpy>=2.
+#    pillow: 0.11's image classifier module imports PIL (its MNIST data module's torchvision is not needed).
 "${PIP[@]}" \
     "torch==2.13.0" \
     "pytorch-lightning>=2,<3" \
@@ -44,6 +45,7 @@ PIP=("${VPY}" -m pip install --disable-pip-version-check -q)
     "memray" \
     "numpy" \
     "safetensors" \
+    "pillow" \
     "jsonargparse[signatures]>=4.18,<5"
 
 # 3. perceiver-io itself, without its (over-tight / unresolvable) requirement pins.
@@ -56,5 +58,6 @@ import perceiver, torch
 assert "site-packages" in perceiver.__file__, perceiver.__file__
 from perceiver.model.text.mlm import MaskedLanguageModel, MaskedLanguageModelConfig  # noqa: F401
 from perceiver.model.text.clm import CausalLanguageModel, CausalLanguageModelConfig  # noqa: F401
+from perceiver.model.vision.image_classifier import ImageClassifier, LitImageClassifier  # noqa: F401
 print("perceiver-io OK:", perceiver.__file__, "torch", torch.__version__)
 PYEOF

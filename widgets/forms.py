@@ -97,6 +97,12 @@ def parse_text(text: str, tp, optional: bool):
         return float(text)
     if tp is str:
         return text
+    if typing.get_origin(tp) is tuple:  # e.g. max_resolution: "224, 224" or "(224, 224)"
+        values = tuple(int(x) for x in text.strip("()[]").split(",") if x.strip())
+        args = typing.get_args(tp)
+        if len(args) != len(values) and not (len(args) == 2 and args[1] is Ellipsis):
+            raise ValueError(f"expected {len(args)} comma-separated integers")
+        return values
     for convert in (int, float):  # unions such as Trainer's devices: list[int] | str | int
         try:
             return convert(text)
@@ -159,7 +165,8 @@ class Field:
 
     def set(self, value: Any) -> None:
         if self.text_input:
-            self.input.value = "" if value is None else ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            listed = isinstance(value, (list, tuple))
+            self.input.value = "" if value is None else ",".join(map(str, value)) if listed else str(value)
         else:
             self.input.value = value
 

@@ -87,9 +87,26 @@ class LitModel(pl.LightningModule):
                 self.forward_batch(batch)
         finally:
             self.model.train(was_training)
-        ids = batch["input_ids"][0].tolist()
-        return {"weights": rec.weights[name][0], "labels": token_labels(self.tokenizer, ids),
-                "title": getattr(self.model, "plotted_attention_title", name)}
+        title = getattr(self.model, "plotted_attention_title", name)
+        return {"weights": rec.weights[name][0], "title": title, **self.attention_keys(batch)}
+
+    def attention_keys(self, batch: dict) -> dict:
+        """What the attention plot shows for the key positions of a one-example ``batch``: ``labels``, one per key
+        position (here the input bytes); tasks may add arrays (e.g. the ``image``), which the journal saves too."""
+        return {"labels": token_labels(self.tokenizer, batch["input_ids"][0].tolist())}
+
+    def batch_size(self, batch: dict) -> int:
+        """Number of examples in ``batch``."""
+        return batch["input_ids"].shape[0]
+
+    def batch_tokens(self, batch: dict) -> int:
+        """Input positions in ``batch`` (tokens; pixels for images), for the throughput the journal records."""
+        return batch["input_ids"].numel()
+
+    def validation_records(self) -> dict[str, dict]:
+        """Arrays of the last validation for the run journal, which saves each entry ``name -> {key: array}`` as
+        ``<run_dir>/records/<name>/step-<k>.npz`` for the task's figures (e.g. misclassified examples); none here."""
+        return {}
 
     # --- Lightning hooks ----------------------------------------------------------------------------------------
 
@@ -109,14 +126,15 @@ class LitModel(pl.LightningModule):
                 f"batch {batch_idx}); training stopped. Lower the learning rate, add warmup (--lr_scheduler), or use "
                 f"--trainer.gradient_clip_val; resume from the last checkpoint with --ckpt_path."
             )
-        self.log("train_loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        b = self.batch_size(batch)
+        self.log("train_loss", loss, prog_bar=True, batch_size=b)
         for name, value in metrics.items():
-            self.log(f"train_{name}", value, batch_size=batch["input_ids"].shape[0])
+            self.log(f"train_{name}", value, batch_size=b)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, metrics = self.loss_and_metrics(batch)
-        b = batch["input_ids"].shape[0]
+        b = self.batch_size(batch)
         self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=b)
         for name, value in metrics.items():
             self.log(f"val_{name}", value, sync_dist=True, batch_size=b)
@@ -124,7 +142,7 @@ class LitModel(pl.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, metrics = self.loss_and_metrics(batch)
-        b = batch["input_ids"].shape[0]
+        b = self.batch_size(batch)
         self.log("test_loss", loss, sync_dist=True, batch_size=b)
         for name, value in metrics.items():
             self.log(f"test_{name}", value, sync_dist=True, batch_size=b)

@@ -101,3 +101,39 @@ def test_generate_notebook(runs):
     assert png_outputs(out) == 2  # attention for the user's input, CLM and MLM
     text = text_outputs(out)
     assert "The history of" in text and "->" in text
+
+
+# --- image classifier -----------------------------------------------------------------------------------------------
+
+IMAGE_TINY = {"max_steps": 150, "batch_size": 32, "seed": 0, "devices": -1}
+IMAGE_RUN_FILES = ["config.yaml", "config.resolved.yaml", "metrics.json", "metrics.jsonl", "env.json", "train.log",
+                   "plots/curves.png", "plots/pixel_attention.png", "plots/misclassified.png",
+                   "checkpoints/final.ckpt", "samples.jsonl"]
+
+
+def test_image_classifier_notebook(tmp_path):
+    run = tmp_path / "image_classifier"
+    out = tmp_path / "train_image_classifier.ipynb"
+    p = papermill("train_image_classifier.ipynb", out, {**IMAGE_TINY, "run_dir": str(run)}, tmp_path)
+    log, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, f"train_image_classifier.ipynb failed:\n{log[-3000:]}"
+    missing = [f for f in IMAGE_RUN_FILES if not (run / f).is_file()]
+    assert not missing, f"run directory incomplete: {missing}"
+    assert list((run / "attention").glob("step-*.npz")) and list((run / "records" / "misclassified").glob("*.npz"))
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["status"] == "completed" and m["steps"] == IMAGE_TINY["max_steps"]
+    first, final = m["first_train_loss"], m["final"]["train_loss"]
+    assert first - final >= LOSS_DROP, f"loss fell only from {first:.3f} to {final:.3f}"
+    assert m["final"]["val_accuracy"] > 0.2  # 10 classes: chance is 0.1 (validated at step 100 of the warmup-cosine)
+
+    figures = {"first_train_loss": first, "final_train_loss": final, "final_val_loss": m["final"]["val_loss"]}
+    ref_path = REFERENCE / "image_classifier.json"
+    if os.environ.get("PERCEIVER_UPDATE_REFERENCE"):
+        ref_path.write_text(json.dumps({"params": IMAGE_TINY, **figures}, indent=1) + "\n")
+    ref = json.loads(ref_path.read_text())
+    for key, value in figures.items():
+        assert value == pytest.approx(ref[key], rel=REL_TOL), f"{key}: {value} vs reference {ref[key]}"
+
+    assert png_outputs(out) >= 3  # curves, attention heatmaps and misclassified images stay in the notebook
+    text = text_outputs(out)
+    assert "[journal] step" in text and "validation images misclassified" in text
