@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -130,14 +131,15 @@ def run_stage(stage: Stage, out: Path, timeout_s: float) -> dict:
     if stage.lib == "ours":
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     t = time.perf_counter()
+    # a session of its own, so that a timeout ends the stage's children too (data loader workers, a notebook kernel)
+    proc = subprocess.Popen(stage.command, cwd=stage.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
     try:
-        proc = subprocess.run(stage.command, cwd=stage.cwd, env=env, capture_output=True, text=True,
-                              timeout=timeout_s)
-        output = proc.stdout + proc.stderr
+        output, _ = proc.communicate(timeout=timeout_s)
         result = stage.parse(output, out)
-    except subprocess.TimeoutExpired as e:
-        output = ((e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")) + \
-                 ((e.stderr or b"").decode() if isinstance(e.stderr, bytes) else (e.stderr or ""))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
         result = {"status": "timeout", "error": f"exceeded {timeout_s:.0f} s"}
     log.write_text(" ".join(stage.command) + "\n\n" + output)
     return {**result, "stage": stage.name, "wall_s": time.perf_counter() - t, "log": str(log)}

@@ -94,4 +94,6 @@ def test_building_blocks_by_hand():
     assert f.parts["output"] == 2 * latents * c * 262
     assert f.tokens == 256 and f.per_token == 3 * f.forward / 256
     assert f.scores == f.values == 2 * latents * 256 * c + 3 * 2 * latents * latents * c
+    more = f.add(output=10, adapter=5)  # an adapter's own work, for tasks that have some
+    assert more.parts["output"] == f.parts["output"] + 10 and more.forward == f.forward + 15
 

@@ -61,8 +61,11 @@ class Flops:
         return batch_size * self.forward_backward
 
     def add(self, **parts: int) -> "Flops":
-        """These FLOPs plus further parts (e.g. an input adapter's projection)."""
-        return replace(self, parts={**self.parts, **parts})
+        """These FLOPs plus further forward FLOPs by part (e.g. an input adapter's projection)."""
+        merged = dict(self.parts)
+        for name, flops in parts.items():
+            merged[name] = merged.get(name, 0) + flops
+        return replace(self, parts=merged)
 
     def flop_counter_total(self, device_type: str) -> int:
         """What ``FlopCounterMode`` (torch 2.13) counts for the forward and backward pass of this example.
