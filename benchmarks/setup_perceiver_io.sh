@@ -32,7 +32,7 @@ if [ "${MODE}" = "system" ]; then
     else
         TRANSFORMERS=("transformers==4.30.2" "tokenizers==0.13.3")
     fi
-    REQUIREMENTS=("torchmetrics<0.10" "einops<0.5" "fairscale==0.4.13" "huggingface-hub<1" "setuptools<81"
+    REQUIREMENTS=("torchmetrics<0.10" "einops<0.5" "fairscale==0.4.13" "huggingface-hub<1" "setuptools<81" "pillow"
                   "${TRANSFORMERS[@]}")
 else
     PY="${PYTHON:-python3.11}"
@@ -44,9 +44,10 @@ else
     # config.json keys as 0.11-era hub models (torch_dtype, is_decoder), and PreTrainedModel still
     # inherits GenerationMixin (from 4.50 on, 0.11's CLM `generate` raises AttributeError).
     # numpy is left unpinned: the pyarrow wheel that datasets pulls in needs numpy>=2.
+    # pillow: 0.11's image classifier module imports PIL (its MNIST data module's torchvision is not needed).
     REQUIREMENTS=("torch==2.13.0" "pytorch-lightning>=2,<3" "torchmetrics<0.10" "einops<0.5" "fairscale"
                   "torch-optimizer" "transformers==4.30.2" "tokenizers==0.13.3" "huggingface-hub<1" "datasets>=2,<3"
-                  "setuptools<81" "psutil" "memray" "numpy" "safetensors" "jsonargparse[signatures]>=4.18,<5")
+                  "setuptools<81" "psutil" "memray" "numpy" "safetensors" "pillow" "jsonargparse[signatures]>=4.18,<5")
 fi
 
 if [ "${1:-}" = "--print-requirements" ]; then
@@ -90,5 +91,6 @@ import perceiver, torch
 assert "site-packages" in perceiver.__file__, perceiver.__file__
 from perceiver.model.text.mlm import MaskedLanguageModel, MaskedLanguageModelConfig  # noqa: F401
 from perceiver.model.text.clm import CausalLanguageModel, CausalLanguageModelConfig  # noqa: F401
+from perceiver.model.vision.image_classifier import ImageClassifier, LitImageClassifier  # noqa: F401
 print("perceiver-io OK:", perceiver.__file__, "torch", torch.__version__)
 PYEOF
