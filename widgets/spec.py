@@ -121,6 +121,36 @@ def format_count(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
 
 
+def compute_estimate(config, settings: dict) -> Optional[dict]:
+    """Training FLOPs per token and per step of ``config`` (its analytic ``flops``, for max_seq_len tokens per
+    example and the settings' batch size) and the step time at the matrix-product peak of one device that the
+    settings train on (``perceiver.training.compute.device_peak``: a GPU's datasheet value, else measured once per
+    process). None if the config has no ``flops``."""
+    from perceiver.training.compute import device_peak, precision_dtype
+
+    flops = getattr(config, "flops", None)
+    if flops is None:
+        return None
+    per_example = flops()
+    per_step = per_example.step(settings.get("batch_size") or 1)
+    gpu = resolve_devices(settings.get("devices", -1), log=lambda _: None)["accelerator"] == "gpu"
+    peak = device_peak("cuda" if gpu else "cpu", precision_dtype(settings.get("precision")))
+    return {"per_token": per_example.per_token, "per_step": per_step, "peak": peak,
+            "step_s": per_step / peak.flops_per_s}
+
+
+def format_compute(estimate: Optional[dict]) -> str:
+    """`` · 1.55 MFLOP/token · 99.2 GFLOP/step · ≥ 47 ms/step at 2.1 TFLOP/s (...)`` (empty without an estimate)."""
+    from perceiver.training.compute import format_flops
+
+    if estimate is None:
+        return ""
+    s = estimate["step_s"]
+    step = f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
+    return (f" · {format_flops(estimate['per_token'])}/token · {format_flops(estimate['per_step'])}/step"
+            f" · ≥ {step}/step at {estimate['peak']}")
+
+
 def model_cli_args(t: str | Task, config) -> dict:
     """The ``model:`` section of the CLI config: config fields without the data-linked ones."""
     return drop_fields(dataclasses.asdict(config), resolve_task(t).linked_fields)

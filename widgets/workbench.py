@@ -1,4 +1,5 @@
-"""The workbench: preset, model and training forms, parameter count, YAML export, Start/Stop and the live dashboard.
+"""The workbench: preset, model and training forms, parameter count and compute estimate, YAML export, Start/Stop and
+the live dashboard.
 
     from widgets import Workbench
     wb = Workbench("clm", preset="tiny CPU")
@@ -147,7 +148,8 @@ class Workbench:
                 name, message = (e.field, e.message) if isinstance(e, ConfigError) else (e.name, e.message)
                 raise FieldError(name, message, form="model") from None
             self.params_label.value = (f"<b>parameters: {spec.format_count(spec.parameter_count(self.task, config))}"
-                                       f"</b> ({type(config).__name__})")
+                                       f"</b> ({type(config).__name__})"
+                                       + html.escape(spec.format_compute(spec.compute_estimate(config, settings))))
         except FieldError as e:
             forms_ = (self.model_form,) if e.form == "model" else (self.settings_form, self.model_form)
             field = next((f.field(e.name) for f in forms_ if f.field(e.name) is not None), None)

@@ -1,7 +1,8 @@
 """The Lightning CLI of every task, built from its registered description (``perceiver.tasks``): config
 dataclasses become arguments (with their field docstrings as help), the documented model preset gives the
 defaults, values known only from the data flow into the model through the task's links, and every run gets
-checkpoints, an interrupt checkpoint, CSV metrics beside any other logger, and step-wise LR schedules.
+checkpoints, an interrupt checkpoint, compute accounting (tokens, FLOPs, MFU), CSV metrics beside any other
+logger, and step-wise LR schedules.
 
 A task's script is two lines::
 
@@ -21,6 +22,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 import perceiver.training.optim  # noqa: F401  (makes --optimizer=Lamb resolvable)
 from perceiver.training.callbacks import InterruptCheckpoint, RNGState
+from perceiver.training.compute import ComputeMonitor
 from perceiver.tasks import Task, get
 from perceiver.training.schedulers import CosineWithWarmupLR
 
@@ -67,7 +69,9 @@ class TaskCLI(LightningCLI):
         # kwargs replace the trainer config's entries, so the callbacks given in the config must be carried over
         configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
         configured = configured if isinstance(configured, list) else [configured]
-        kwargs["callbacks"] = [*configured, *(kwargs.get("callbacks") or []), *extra]
+        # compute accounting first, so that the run journal records each step's values
+        compute = [] if any(isinstance(cb, ComputeMonitor) for cb in configured) else [ComputeMonitor()]
+        kwargs["callbacks"] = [*compute, *configured, *(kwargs.get("callbacks") or []), *extra]
         trainer = super().instantiate_trainer(**kwargs)
         add_csv_logger(trainer)
         return trainer

@@ -5,9 +5,11 @@ machine with a shared disk) and the notebook only reads files. Layout of ``run_d
 
     env.json                  task, package versions, device, seed, git commit, command line
     config.resolved.yaml      the configuration the CLI resolved (copied from the logger's directory)
-    metrics.jsonl             one JSON line per logged step: train_loss, lr, tokens_per_s, wall_s, ...
-                              and one per validation: val_loss, val_bpb, ...
-    metrics.json              summary (final and per-step values), rewritten at every validation and at the end
+    metrics.jsonl             one JSON line per logged step: train_loss, lr, tokens_per_s, wall_s, every other
+                              train_* metric and what other callbacks log (ComputeMonitor: cumulative tokens and
+                              flops, flops_per_s, mfu), and one line per validation: val_loss, val_bpb, ...
+    metrics.json              summary (final and per-step values; total tokens, flops and mean mfu), rewritten at
+                              every validation and at the end
     attention/step-<k>.npz    attention maps (H, I, J) of a fixed validation input, key labels and a title, if the
                               Lightning module provides them (``attention_maps``)
     samples.jsonl             validation samples (generated text or filled masks) per step
@@ -38,6 +40,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from perceiver.tasks import task_of
+from perceiver.training.compute import mean_mfu
 PACKAGES = ["perceiver", "torch", "pytorch-lightning", "transformers", "datasets", "numpy", "jsonargparse", "ipywidgets"]
 
 
@@ -127,16 +130,18 @@ class RunJournal(Callback):
             "tokens_per_s": tokens / max(now - self._t_last, 1e-9),
             "wall_s": now - self._t0,
         }
-        if "train_bpb" in trainer.callback_metrics:
-            record["train_bpb"] = float(trainer.callback_metrics["train_bpb"])
+        for key, value in trainer.callback_metrics.items():  # train_* metrics and those of other callbacks
+            if key not in record and not key.startswith(("val_", "test_")) and value.numel() == 1:
+                record[key] = float(value)
         self._t_last = now
         self.steps.append(record)
         if trainer.is_global_zero:
             self._append("metrics.jsonl", record)
             if self.progress_every and step % self.progress_every == 0:
+                mfu = f"  MFU {100 * record['mfu']:.1f}%" if "mfu" in record else ""
                 print(
                     f"[journal] step {step}/{trainer.max_steps}  loss {record['train_loss']:.4f}  "
-                    f"{record['tokens_per_s']:.0f} tokens/s  {record['wall_s']:.1f}s",
+                    f"{record['tokens_per_s']:.0f} tokens/s{mfu}  {record['wall_s']:.1f}s",
                     flush=True,
                 )
             if self.attention_every and step % self.attention_every == 0:
@@ -202,11 +207,12 @@ class RunJournal(Callback):
             "first_train_loss": steps[0]["train_loss"] if steps else None,
             "tokens_per_s": float(np.mean(speeds)) if speeds else None,
             "wall_s": steps[-1]["wall_s"] if steps else 0.0,
-            "train": {k: [s.get(k) for s in steps] for k in ("step", "train_loss", "train_bpb", "lr", "tokens_per_s")},
+            "train": {k: [s.get(k) for s in steps] for k in dict.fromkeys(k for s in steps for k in s)},
             "validation": vals,
         }
-        if not any(v is not None for v in out["train"]["train_bpb"]):
-            del out["train"]["train_bpb"]
+        if steps and "flops" in steps[-1]:  # compute accounting (perceiver.training.compute)
+            out.update(tokens=steps[-1]["tokens"], flops=steps[-1]["flops"],
+                       mfu=mean_mfu([s.get("mfu") for s in steps]))
         return out
 
     def _fixed_input(self, trainer: pl.Trainer) -> Optional[dict]:

@@ -72,6 +72,16 @@ class LitModel(pl.LightningModule):
         """A text sample for the loggers after each validation (None: no sample)."""
         return None
 
+    def step_cost(self, batch: dict) -> Optional[tuple[int, int]]:
+        """(input tokens, FLOPs) of a training step on ``batch`` on this device, from the backend config's analytic
+        ``flops(seq_len, train)`` (``perceiver.model.core.flops``); None if the config has none. Tasks whose batches
+        hold no ``input_ids`` (B, N) override this."""
+        flops = getattr(getattr(self, "config", None), "flops", None)
+        if flops is None or "input_ids" not in batch:
+            return None
+        b, n = batch["input_ids"].shape[:2]
+        return b * n, flops(seq_len=n, train=self.training).step(b)
+
     @torch.no_grad()
     def attention_maps(self, batch: dict) -> Optional[dict]:
         """What the workbench plots of the attention for a one-example ``batch``, in eval mode: ``weights``

@@ -50,10 +50,15 @@ class KVCache:
         return self.length - self.prefix_len
 
 
+def kept_prefix_len(prefix_len: int, dropout: float) -> int:
+    """Number K of prefix positions that prefix dropout keeps."""
+    return prefix_len - int(prefix_len * dropout)
+
+
 def prefix_dropout_indices(b: int, prefix_len: int, dropout: float, device=None) -> torch.Tensor:
-    """Indices (B, K) of the prefix positions kept by prefix dropout, K = prefix_len - int(prefix_len * dropout),
-    a random subset per example in the original order."""
-    keep = prefix_len - int(prefix_len * dropout)
+    """Indices (B, K) of the prefix positions kept by prefix dropout, K = ``kept_prefix_len``, a random subset per
+    example in the original order."""
+    keep = kept_prefix_len(prefix_len, dropout)
     return torch.rand(b, prefix_len, device=device).topk(keep, dim=-1).indices.sort(dim=-1).values
 
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from perceiver.model.core.config import ConfigError, PerceiverARConfig, check_init_scale, check_positive
+from perceiver.model.core.flops import Flops, perceiver_ar
 from perceiver.model.core.generation import generate
 from perceiver.model.core.layers import init_parameters
 from perceiver.model.core.perceiver_ar import KVCache, PerceiverAR
@@ -68,6 +69,14 @@ class CausalLanguageModelConfig(PerceiverARConfig):
     @property
     def max_prefix_len(self) -> int:
         return self.max_seq_len - self.max_latents
+
+    def flops(self, seq_len: Optional[int] = None, train: bool = True, prefix_len: Optional[int] = None) -> Flops:
+        """Analytic FLOPs of one example of ``seq_len`` tokens (default ``max_seq_len``) whose last
+        ``min(seq_len, max_latents)`` positions are latents (``prefix_len`` overrides), as in training; ``train``:
+        with prefix dropout. See ``perceiver.model.core.flops``."""
+        n = seq_len or self.max_seq_len
+        p = max(0, n - self.max_latents) if prefix_len is None else prefix_len
+        return perceiver_ar(self, n, p, self.num_channels, self.vocab_size, train)
 
 
 class CausalLanguageModel(PerceiverAR):

@@ -17,6 +17,7 @@ import torch
 
 from perceiver.model.core.adapter import TrainableQueryProvider
 from perceiver.model.core.config import ConfigError, DecoderConfig, EncoderConfig, PerceiverIOConfig, check_positive
+from perceiver.model.core.flops import Flops, perceiver_io
 from perceiver.model.core.perceiver_io import PerceiverDecoder, PerceiverEncoder, PerceiverIO
 from perceiver.model.core.presets import Preset
 from perceiver.model.text.common import TiedTokenOutputAdapter, TokenInputAdapter, TokenOutputAdapter
@@ -115,6 +116,13 @@ class MaskedLanguageModelConfig(PerceiverIOConfig[TextEncoderConfig, TextDecoder
     @property
     def max_seq_len(self) -> int:
         return self.encoder.max_seq_len
+
+    def flops(self, seq_len: Optional[int] = None, train: bool = True) -> Flops:
+        """Analytic FLOPs of one example of ``seq_len`` tokens (default ``max_seq_len``), one output query per token
+        (``train`` changes nothing here). See ``perceiver.model.core.flops``."""
+        m = seq_len or self.max_seq_len
+        return perceiver_io(self, m, self.encoder.num_input_channels, num_queries=m,
+                            query_channels=self.num_output_query_channels, output_channels=self.vocab_size)
 
 
 class MaskedLanguageModel(PerceiverIO):
