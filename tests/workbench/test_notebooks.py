@@ -25,7 +25,7 @@ LOSS_DROP = 1.0  # nats between the first and the final training loss
 REL_TOL = 0.02
 TINY = {"max_steps": 20, "max_seq_len": 128, "batch_size": 8, "seed": 0, "devices": -1}
 RUN_FILES = ["config.yaml", "config.resolved.yaml", "metrics.json", "metrics.jsonl", "env.json", "train.log",
-             "plots/curves.png", "plots/attention.png", "checkpoints/final.ckpt", "samples.jsonl"]
+             "plots/curves.png", "plots/byte_attention.png", "checkpoints/final.ckpt", "samples.jsonl"]
 
 
 def papermill(notebook: str, out: Path, params: dict, cwd: Path) -> subprocess.Popen:
