@@ -72,6 +72,10 @@ class LitModel(pl.LightningModule):
         """A text sample for the loggers after each validation (None: no sample)."""
         return None
 
+    def token_labels(self, ids: list[int]) -> list[str]:
+        """One printable label per input id, for plot axes (the tokenizer's decoding of each id by default)."""
+        return token_labels(self.tokenizer, ids)
+
     @torch.no_grad()
     def attention_maps(self, batch: dict) -> Optional[dict]:
         """What the workbench plots of the attention for a one-example ``batch``, in eval mode: ``weights``
@@ -88,7 +92,7 @@ class LitModel(pl.LightningModule):
         finally:
             self.model.train(was_training)
         ids = batch["input_ids"][0].tolist()
-        return {"weights": rec.weights[name][0], "labels": token_labels(self.tokenizer, ids),
+        return {"weights": rec.weights[name][0], "labels": self.token_labels(ids),
                 "title": getattr(self.model, "plotted_attention_title", name)}
 
     # --- Lightning hooks ----------------------------------------------------------------------------------------
