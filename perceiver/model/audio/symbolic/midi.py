@@ -69,10 +69,28 @@ def is_music21_stream(obj: Any) -> bool:
 
 
 def score_to_midi_bytes(score: Any) -> bytes:
-    """Standard MIDI file bytes of a music21 stream (its own tempo marks, 120 bpm without)."""
+    """Standard MIDI file bytes of a music21 stream (its own tempo marks, 120 bpm without). Repeats are expanded;
+    where music21 cannot expand them (badly formed repeat marks), they are removed and the music is played once."""
     from music21.midi.translate import streamToMidiFile
+    from music21.repeat import ExpanderException
 
-    return streamToMidiFile(score).writestr()
+    try:
+        return streamToMidiFile(score).writestr()
+    except ExpanderException:
+        return streamToMidiFile(without_repeats(score)).writestr()
+
+
+def without_repeats(score: Any) -> Any:
+    """``score`` with its repeat barlines and repeat marks removed (in place)."""
+    from music21 import bar, repeat
+
+    for measure in score.recurse().getElementsByClass("Measure"):
+        for side in ("leftBarline", "rightBarline"):
+            if isinstance(getattr(measure, side), bar.Repeat):
+                setattr(measure, side, None)
+    for mark in list(score.recurse().getElementsByClass(repeat.RepeatMark)):
+        mark.activeSite.remove(mark)
+    return score
 
 
 def load_pretty_midi(source: MidiSource, name: Optional[str] = None):

@@ -70,7 +70,14 @@ class MusicSample:
 
     @property
     def text(self) -> str:
-        return to_text(self.ids)
+        """Event text of the prompt and the continuation, separated by ``|`` (see :meth:`from_text`)."""
+        return f"{to_text(self.prompt)} | {to_text(self.generated)}"
+
+    @classmethod
+    def from_text(cls, text: str) -> "MusicSample":
+        """The sample of ``text`` (``"v22 on60 | dt50 off60"``; without ``|`` all events are generated)."""
+        prompt, sep, generated = text.partition("|")
+        return cls(from_text(prompt), from_text(generated)) if sep else cls([], from_text(text))
 
     def midi(self, program: int = 0):
         """A ``pretty_midi.PrettyMIDI`` of the whole piece."""
