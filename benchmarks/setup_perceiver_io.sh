@@ -44,7 +44,8 @@ PIP=("${VPY}" -m pip install --disable-pip-version-check -q)
     "memray" \
     "numpy" \
     "safetensors" \
-    "jsonargparse[signatures]>=4.18,<5"
+    "jsonargparse[signatures]>=4.18,<5" \
+    "pretty_midi"  # 0.11's symbolic audio package imports it (tests/fixtures/predecessor: sam)
 
 # 3. perceiver-io itself, without its (over-tight / unresolvable) requirement pins.
 "${PIP[@]}" --no-deps --ignore-requires-python "perceiver-io==0.11.0"

@@ -20,7 +20,7 @@ from perceiver.hub import require_hub
 
 MIDI_SUFFIXES = (".mid", ".midi")
 VALID_DIR_NAMES = ("validation", "valid", "val")
-SAMPLE_FORMAT = 1  # bump when the conversion of the chorales changes: it is part of the cache key
+SAMPLE_FORMAT = 2  # bump when the conversion or the split of the chorales changes: it is part of the cache key
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,12 @@ Splits = dict[str, list[Piece]]
 
 
 def split_by_index(pieces: list[Piece], valid_every: int) -> Splits:
-    """Every ``valid_every``-th piece (indices ``valid_every - 1``, ``2 valid_every - 1``, ...) is validation."""
-    pieces = sorted(pieces, key=lambda p: p.name)
+    """Every ``valid_every``-th piece (indices ``valid_every - 1``, ``2 valid_every - 1``, ...) is validation; pieces
+    of the same name (one chorale in two file formats) stay in one split."""
+    pieces = sorted(pieces, key=lambda p: (p.name, p.path))
     valid = [p for i, p in enumerate(pieces) if i % valid_every == valid_every - 1] or pieces[-1:]
     names = {p.name for p in valid}
-    return {"train": [p for p in pieces if p.name not in names], "validation": valid}
+    return {"train": [p for p in pieces if p.name not in names], "validation": [p for p in pieces if p.name in names]}
 
 
 # --- the Bach chorales --------------------------------------------------------------------------------------------
