@@ -65,7 +65,8 @@ def test_other_directories_are_refused():
         read_predecessor(fixture_path("clm", "hf"))
 
 
-@pytest.mark.parametrize("name,preset", [("sam_maestro_28m", "maestro-28.5m"), ("sam_giantmidi_134m", "giantmidi-134m")])
+@pytest.mark.parametrize("name,preset", [("sam_maestro_28m", "maestro-28.5m"),
+                                         ("sam_giantmidi_134m", "giantmidi-134m")])
 def test_documented_configs_and_parameter_counts(name, preset):
     # 0.11's published symbolic audio models, configured as its training examples do; counts from 0.11 itself
     values = read_json(fixture_path("documented", name, "config.json"))["model_config"]

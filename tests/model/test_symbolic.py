@@ -3,7 +3,6 @@ generation that writes MIDI, a piano roll and a WAV preview."""
 
 from __future__ import annotations
 
-import io
 import wave
 
 import pytest

@@ -25,7 +25,13 @@ from perceiver.model.audio.symbolic.events import (  # noqa: E402
     transpose,
     velocity_bin,
 )
-from perceiver.model.audio.symbolic.midi import MidiError, MidiTokenizer, midi_bytes, midi_problems, read_notes  # noqa: E402
+from perceiver.model.audio.symbolic.midi import (  # noqa: E402
+    MidiError,
+    MidiTokenizer,
+    midi_bytes,
+    midi_problems,
+    read_notes,
+)
 
 STEP = 0.01  # seconds per time-shift step
 

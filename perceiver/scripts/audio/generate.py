@@ -26,7 +26,8 @@ def load_model(source: str, map_location: str = "cpu") -> SymbolicAudioModel:
 
     path = Path(source)
     if (path / "checkpoints").is_dir():  # a run directory
-        ckpts = sorted((path / "checkpoints").glob("*.ckpt"), key=lambda p: (p.name != "final.ckpt", -p.stat().st_mtime))
+        ckpts = sorted((path / "checkpoints").glob("*.ckpt"),
+                       key=lambda p: (p.name != "final.ckpt", -p.stat().st_mtime))
         if not ckpts:
             raise FileNotFoundError(f"no checkpoint in {path / 'checkpoints'}; train first")
         path = ckpts[0]

@@ -225,7 +225,8 @@ def decode_events(ids: Sequence[int], default_velocity_bin: int = DEFAULT_VELOCI
         issues["open_at_end"] += 1
         end(p)
     # a zero-length note lasts one step, which may reach a later onset of its pitch: resolve as when encoding
-    out = [Note(s / STEPS_PER_SECOND, e / STEPS_PER_SECOND, p, bin_velocity(b)) for s, e, p, b in resolve_overlaps(notes)]
+    steps = resolve_overlaps(notes)
+    out = [Note(s / STEPS_PER_SECOND, e / STEPS_PER_SECOND, p, bin_velocity(b)) for s, e, p, b in steps]
     return DecodedEvents(out, issues, clock / STEPS_PER_SECOND)
 
 
