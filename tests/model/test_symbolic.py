@@ -155,3 +155,21 @@ def test_huggingface_wrapper(model, tmp_path):
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     out = loaded.generate(prompt, max_new_tokens=20, do_sample=True, top_k=20, generator=g1)
     assert torch.equal(out, model.generate(prompt, 20, do_sample=True, top_k=20, generator=g2))
+
+
+def test_imports_need_no_music_packages():
+    # pretty_midi and music21 are the optional extra perceiver[music]: the model, the data module classes and the
+    # task registry import without them; reading MIDI says what to install
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['pretty_midi'] = sys.modules['music21'] = sys.modules['mido'] = None\n"
+        "import perceiver, perceiver.tasks, perceiver.data.audio\n"
+        "from perceiver.model.audio.symbolic import SymbolicAudioModel, SymbolicAudioModelConfig, MidiTokenizer\n"
+        "perceiver.tasks.get('music').config_class\n"
+        "try:\n    MidiTokenizer().encode(b'MThd')\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "perceiver[music]" in out.stdout

@@ -109,7 +109,7 @@ class MusicSample:
         d = self.decoded
         title = title or (f"{len(d.notes)} notes, {d.duration:.1f} s ({len(self.prompt)} prompt + "
                           f"{len(self.generated)} generated events)")
-        return piano_roll(d.notes, title, prompt_end=self.prompt_end if self.prompt else None)
+        return piano_roll(d.notes, title, prompt_end=self.prompt_end or None)  # no line for a prompt without time
 
     def save(self, stem: Union[str, Path]) -> dict[str, Path]:
         """Write ``<stem>.mid``, ``<stem>.png`` (piano roll) and ``<stem>.wav`` (preview); returns the paths."""
