@@ -85,7 +85,8 @@ def test_validity_of_many_sampled_sequences():
 def test_sample_files(model, tmp_path):
     pretty_midi = pytest.importorskip("pretty_midi")
     sample = generate_music(model, "v22 on60 dt30 off60 on62", max_new_events=32, seed=0)[0]
-    paths = sample.save(tmp_path / "out" / "piece")
+    paths = sample.save(tmp_path / "out" / "bwv1.6")
+    assert sorted(p.name for p in paths.values()) == ["bwv1.6.mid", "bwv1.6.png", "bwv1.6.wav"]
     assert sorted(p.suffix for p in paths.values()) == [".mid", ".png", ".wav"]
     notes = [n for i in pretty_midi.PrettyMIDI(str(paths["mid"])).instruments for n in i.notes]
     assert len(notes) == len(sample.decoded.notes) > 0

@@ -117,7 +117,8 @@ class MusicSample:
 
         stem = Path(stem)
         stem.parent.mkdir(parents=True, exist_ok=True)
-        paths = {"mid": stem.with_suffix(".mid"), "png": stem.with_suffix(".png"), "wav": stem.with_suffix(".wav")}
+        # suffixes are appended (a stem such as "bwv1.6" keeps its dot)
+        paths = {kind: stem.parent / f"{stem.name}.{kind}" for kind in ("mid", "png", "wav")}
         self.midi().write(str(paths["mid"]))
         paths["png"].write_bytes(png(self.piano_roll()))
         paths["wav"].write_bytes(self.wav_bytes())
