@@ -33,7 +33,7 @@ if [ "${MODE}" = "system" ]; then
         TRANSFORMERS=("transformers==4.30.2" "tokenizers==0.13.3")
     fi
     REQUIREMENTS=("torchmetrics<0.10" "einops<0.5" "fairscale==0.4.13" "huggingface-hub<1" "setuptools<81" "pillow"
-                  "${TRANSFORMERS[@]}")
+                  "pretty_midi" "${TRANSFORMERS[@]}")
 else
     PY="${PYTHON:-python3.11}"
     # torch first (below), pinned to the local CPU wheel (a loose torch requirement would pull a CUDA build).
@@ -45,9 +45,11 @@ else
     # inherits GenerationMixin (from 4.50 on, 0.11's CLM `generate` raises AttributeError).
     # numpy is left unpinned: the pyarrow wheel that datasets pulls in needs numpy>=2.
     # pillow: 0.11's image classifier module imports PIL (its MNIST data module's torchvision is not needed).
+    # pretty_midi: 0.11's symbolic audio package imports it (tests/fixtures/predecessor: sam).
     REQUIREMENTS=("torch==2.13.0" "pytorch-lightning>=2,<3" "torchmetrics<0.10" "einops<0.5" "fairscale"
                   "torch-optimizer" "transformers==4.30.2" "tokenizers==0.13.3" "huggingface-hub<1" "datasets>=2,<3"
-                  "setuptools<81" "psutil" "memray" "numpy" "safetensors" "pillow" "jsonargparse[signatures]>=4.18,<5")
+                  "setuptools<81" "psutil" "memray" "numpy" "safetensors" "pillow" "jsonargparse[signatures]>=4.18,<5"
+                  "pretty_midi")
 fi
 
 if [ "${1:-}" = "--print-requirements" ]; then

@@ -72,6 +72,8 @@ class Dashboard:
         return {fn.__name__: fn for fn in fns}
 
     def figures(self) -> dict[str, Figure]:
+        """The loss curves and the task's figures; a task figure may also be any IPython display object (e.g.
+        ``IPython.display.Audio``)."""
         out = {"curves": curves(self.run_dir, self.task)}
         out.update({name: fn(self.run_dir, self.task) for name, fn in self.figure_functions().items()})
         return {name: fig for name, fig in out.items() if fig is not None}
@@ -81,19 +83,26 @@ class Dashboard:
         self._update("curves", len(records), lambda: _png(curves(self.run_dir, self.task)))
         state = run_state(self.run_dir)
         for name, fn in self.figure_functions().items():
-            self._update(name, state, lambda fn=fn: _png(fn(self.run_dir, self.task)))
+            self._update(name, state, lambda fn=fn: _bundle(fn(self.run_dir, self.task)))
         samples = read_jsonl(self.run_dir / "samples.jsonl")
         if samples:
             s = samples[-1]
             self._update("sample", s["step"], lambda: {"text/plain": f"sample at step {s['step']}:\n{s['text']}"})
 
     def save(self) -> dict[str, Path]:
-        """Write the final figures as ``plots/<name>.png`` in the run directory."""
+        """Write the final figures as ``plots/<name>.png`` in the run directory (other display objects, such as
+        audio, as ``plots/<name>.html``)."""
         out = {}
         (self.run_dir / "plots").mkdir(parents=True, exist_ok=True)
         for name, fig in self.figures().items():
-            path = self.run_dir / "plots" / f"{name}.png"
-            path.write_bytes(png(fig))
+            if isinstance(fig, Figure):
+                path = self.run_dir / "plots" / f"{name}.png"
+                path.write_bytes(png(fig))
+            elif hasattr(fig, "_repr_html_"):
+                path = self.run_dir / "plots" / f"{name}.html"
+                path.write_text(fig._repr_html_())
+            else:
+                continue
             out[name] = path
         return out
 
@@ -124,3 +133,12 @@ class Dashboard:
 
 def _png(fig: Optional[Figure]) -> Optional[dict]:
     return None if fig is None else {"image/png": png(fig)}
+
+
+def _bundle(obj) -> Optional[dict]:
+    """The display data of a figure function's result: PNG of a Figure, else the object's HTML (e.g. the player of
+    an ``IPython.display.Audio``)."""
+    if obj is None or isinstance(obj, Figure):
+        return _png(obj)
+    html = obj._repr_html_() if hasattr(obj, "_repr_html_") else None
+    return {"text/plain": repr(obj), **({"text/html": html} if html else {})}

@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 import ipywidgets as w
 import torch
+from matplotlib.figure import Figure
 
 from widgets import spec
 from widgets.dashboard import Dashboard, png
@@ -242,7 +243,7 @@ class Workbench:
 
         self.dashboard.save()
         for name, fig in self.dashboard.figures().items():
-            display(Image(data=png(fig)))
+            display(Image(data=png(fig)) if isinstance(fig, Figure) else fig)
         samples = read_jsonl(self.run_dir / "samples.jsonl")
         if samples:
             print(f"sample at step {samples[-1]['step']}:\n{samples[-1]['text']}")

@@ -82,6 +82,10 @@ class LitModel(pl.LightningModule):
         b, n = batch["input_ids"].shape[:2]
         return b * n, flops(seq_len=n, train=self.training).step(b)
 
+    def token_labels(self, ids: list[int]) -> list[str]:
+        """One printable label per input id, for plot axes (the tokenizer's decoding of each id by default)."""
+        return token_labels(self.tokenizer, ids)
+
     @torch.no_grad()
     def attention_maps(self, batch: dict) -> Optional[dict]:
         """What the workbench plots of the attention for a one-example ``batch``, in eval mode: ``weights``
@@ -103,7 +107,7 @@ class LitModel(pl.LightningModule):
     def attention_keys(self, batch: dict) -> dict:
         """What the attention plot shows for the key positions of a one-example ``batch``: ``labels``, one per key
         position (here the input bytes); tasks may add arrays (e.g. the ``image``), which the journal saves too."""
-        return {"labels": token_labels(self.tokenizer, batch["input_ids"][0].tolist())}
+        return {"labels": self.token_labels(batch["input_ids"][0].tolist())}
 
     def batch_size(self, batch: dict) -> int:
         """Number of examples in ``batch``."""
