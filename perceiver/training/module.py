@@ -27,6 +27,9 @@ class LitModel(pl.LightningModule):
     Args:
         params: pretrained weights for the backend model: a Lightning checkpoint, a directory saved by this library
             (safetensors), a perceiver-io 0.11 directory or checkpoint, or a Hugging Face Hub id (online only).
+        params_strict: refuse ``params`` that do not match the model exactly (parameters missing on either side or
+            of another shape), naming them and the config field to change. ``False``: load the parameters that
+            match and log a warning for every one skipped (partial loading, e.g. a new output vocabulary).
         tokenizer: tokenizer for validation samples (the CLI links it from ``--data.tokenizer``).
         compile: wrap the backend model's forward in ``torch.compile``.
     """
@@ -34,9 +37,11 @@ class LitModel(pl.LightningModule):
     default_lr = 1e-4
     """Learning rate of the default optimizer (see ``configure_optimizers``)."""
 
-    def __init__(self, params: Optional[str] = None, tokenizer: str = BYTE_TOKENIZER, compile: bool = False):
+    def __init__(self, params: Optional[str] = None, params_strict: bool = True, tokenizer: str = BYTE_TOKENIZER,
+                 compile: bool = False):
         super().__init__()
         self.params = params
+        self.params_strict = params_strict
         self.tokenizer_name = tokenizer
         self._tokenizer = None
         self.compile = compile

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from perceiver.hub import HubUnavailableError
+from perceiver.model.core.config import ConfigError
 from perceiver.model.core.params import ParamsError
 from perceiver.model.text.clm import CausalLanguageModel, LitCausalLanguageModel
 from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel
@@ -136,3 +137,16 @@ def test_mlm_masked_accuracy_counts_targets_only():
     expected = (logits[:, :5].argmax(-1) == x[:, :5]).float().mean()
     torch.testing.assert_close(metrics["masked_accuracy"], expected)
     assert torch.isfinite(loss)
+
+
+def test_num_latents_is_an_alias_of_max_latents():
+    """perceiver-io 0.11's documented clm.py sets ``model.num_latents``; our config calls it ``max_latents``."""
+    config = tiny_clm_config()
+    fields = {k: v for k, v in config.__dict__.items() if k != "max_latents"}
+    lit = LitCausalLanguageModel(**fields, num_latents=8)
+    assert lit.backend_model.config.max_latents == 8 and lit.hparams["max_latents"] == 8
+    assert "num_latents" not in lit.hparams  # a checkpoint rebuilds the model from max_latents alone
+    assert LitCausalLanguageModel(**fields, num_latents=8, max_latents=8).backend_model.config.max_latents == 8
+    with pytest.raises(ConfigError) as e:
+        LitCausalLanguageModel(**fields, num_latents=8, max_latents=12)
+    assert e.value.field == "num_latents" and "max_latents" in str(e.value)

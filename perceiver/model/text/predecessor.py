@@ -183,11 +183,12 @@ def load_predecessor(path: str) -> Union[MaskedLanguageModel, CausalLanguageMode
 def load_params(
     model: nn.Module,
     source: str,
-    field_hint: Optional[Callable[[str], str]] = None,
+    field_hint: Optional[params.FieldHint] = None,
     prefix: str = "",
     allow: Iterable[type] = (),
-) -> None:
+    strict: bool = True,
+) -> params.LoadReport:
     """:func:`perceiver.model.core.params.load_params` that also reads perceiver-io 0.11 directories, Hub ids and
     Lightning checkpoints (what ``--model.params`` accepts)."""
-    params.load_params(model, source, field_hint, key_map=map_state_dict, prefix=prefix,
-                       allow=[*CKPT_ALLOWLIST, *allow])
+    return params.load_params(model, source, field_hint, key_map=map_state_dict, prefix=prefix,
+                              allow=[*CKPT_ALLOWLIST, *allow], strict=strict)
