@@ -1,7 +1,10 @@
 """The Lightning CLI of every task, built from its registered description (``perceiver.tasks``): config
 dataclasses become arguments (with their field docstrings as help), the documented model preset gives the
 defaults, values known only from the data flow into the model through the task's links, and every run gets
-checkpoints, an interrupt checkpoint, CSV metrics beside any other logger, and step-wise LR schedules.
+checkpoints, an interrupt checkpoint, CSV metrics beside any other logger, and step-wise LR schedules. Standard
+Trainer options keep their meaning: ``--trainer.logger=false`` (no learning-rate monitor then),
+``--trainer.enable_checkpointing=false`` (no ModelCheckpoint, no interrupt checkpoint), several loggers, extra
+callbacks.
 
 A task's script is two lines::
 
@@ -63,14 +66,23 @@ class TaskCLI(LightningCLI):
         return parser
 
     def instantiate_trainer(self, **kwargs):
-        extra = [InterruptCheckpoint(), RNGState(), LearningRateMonitor(logging_interval="step")]
+        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         # kwargs replace the trainer config's entries, so the callbacks given in the config must be carried over
         configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
         configured = configured if isinstance(configured, list) else [configured]
-        kwargs["callbacks"] = [*configured, *(kwargs.get("callbacks") or []), *extra]
-        trainer = super().instantiate_trainer(**kwargs)
+        callbacks = [*configured, *(kwargs.get("callbacks") or []), InterruptCheckpoint(), RNGState()]
+        trainer = self._instantiate_trainer({**config, "callbacks": callbacks}, self._checkpoint_callbacks(config))
         add_csv_logger(trainer)
+        if trainer.loggers and not any(isinstance(cb, LearningRateMonitor) for cb in trainer.callbacks):
+            trainer.callbacks.append(LearningRateMonitor(logging_interval="step"))  # needs a logger to write to
         return trainer
+
+    def _checkpoint_callbacks(self, trainer_config: dict) -> list:
+        """The ``--checkpoint.*`` ModelCheckpoint, unless ``--trainer.enable_checkpointing=false``."""
+        keys = self._parser(self.subcommand).callback_keys
+        if trainer_config.get("enable_checkpointing") is False:
+            return [cb for cb in (self._get(self.config_init, k) for k in keys) if not isinstance(cb, ModelCheckpoint)]
+        return [self._get(self.config_init, k) for k in keys]
 
     @staticmethod
     def configure_optimizers(lightning_module, optimizer, lr_scheduler=None):

@@ -11,7 +11,7 @@ machine with a shared disk) and the notebook only reads files. Layout of ``run_d
     attention/step-<k>.npz    attention maps (H, I, J) of a fixed validation input, key labels and a title, if the
                               Lightning module provides them (``attention_maps``)
     samples.jsonl             validation samples (generated text or filled masks) per step
-    checkpoints/final.ckpt    checkpoint at the end of training, also after Stop or Ctrl-C
+    checkpoints/final.ckpt    checkpoint at the end of training, also after Stop (none with enable_checkpointing=False)
     STOP                      created by the workbench's Stop button: training ends after the current step
 
 Losses in ``metrics.json`` depend only on the seed and the data, so two CPU runs with the same configuration give
@@ -172,6 +172,7 @@ class RunJournal(Callback):
 
     def _finish(self, trainer, pl_module, status: str, checkpoint: bool = True) -> None:
         self.status = status
+        checkpoint = checkpoint and bool(trainer.checkpoint_callbacks)  # none if the user turned checkpointing off
         if checkpoint:  # a collective under DDP: every rank calls it
             trainer.save_checkpoint(str(self.run_dir / "checkpoints" / "final.ckpt"))
         if not trainer.is_global_zero:

@@ -103,7 +103,7 @@ def test_fit_writes_logs_samples_checkpoints_and_links_cosine_steps(dataset_dir,
     run = tmp_path / "logs" / "clm" / "version_0"
     assert list(run.glob("events.out.tfevents.*"))
     metrics = (run / "csv" / "metrics.csv").read_text()
-    for name in ("train_loss", "train_bpb", "train_ppl", "val_loss", "val_bpb", "val_ppl"):
+    for name in ("train_loss", "train_bpb", "train_ppl", "val_loss", "val_bpb", "val_ppl", "lr-Adam"):
         assert name in metrics
     assert "A man" in (run / "csv" / "samples.csv").read_text()
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "checkpoints" / "step=3.ckpt").is_file()
