@@ -27,11 +27,12 @@ def read_json(path) -> dict:
         return json.load(f)
 
 
-def tiny_mlm_config(max_seq_len: int = 48) -> MaskedLanguageModelConfig:
+def tiny_mlm_config(max_seq_len: int = 48, num_output_query_channels=None) -> MaskedLanguageModelConfig:
     return MaskedLanguageModelConfig(
         TextEncoderConfig(vocab_size=262, max_seq_len=max_seq_len, num_input_channels=32, num_cross_attention_heads=4,
                           num_self_attention_heads=4, num_self_attention_layers_per_block=2, init_scale=0.2),
-        TextDecoderConfig(vocab_size=262, max_seq_len=max_seq_len, num_cross_attention_heads=4, init_scale=0.2),
+        TextDecoderConfig(vocab_size=262, max_seq_len=max_seq_len, num_cross_attention_heads=4, init_scale=0.2,
+                          num_output_query_channels=num_output_query_channels),
         num_latents=8, num_latent_channels=32,
     )
 
