@@ -131,7 +131,9 @@ def model_cli_args(t: str | Task, config) -> dict:
 
 def resolve_devices(devices, precision: Optional[str] = None, log: Callable[[str], None] = print) -> dict:
     """Trainer arguments for ``devices``: all GPUs for -1/"auto" when there are any (DDP for more than one),
-    otherwise one CPU device."""
+    otherwise one CPU device; ``"cpu"``: one CPU device, GPUs or not (reproducible CPU numbers)."""
+    if devices == "cpu":
+        return {"accelerator": "cpu", "devices": 1, "strategy": "auto"}
     n_gpu = torch.cuda.device_count()
     if devices in (-1, "-1", "auto"):
         if n_gpu == 0:

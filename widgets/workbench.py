@@ -50,6 +50,7 @@ class Workbench:
     def __init__(self, task: str, preset: str = "tiny CPU", run_dir: Optional[str] = None,
                  trainer: Optional[dict] = None, cpu_threads: Optional[int] = 1, **settings: Any):
         self.task = spec.resolve_task(task)
+        self.task.run_preset(preset)  # an unknown preset fails here, listing the known ones
         self.model_form = DataclassForm(self.task.config_class, exclude=self.task.linked_fields, title="model")
         owners = spec.setting_owners(self.task)
         self.settings_form = SignatureForm(owners, choices={"optimizer": list(spec.OPTIMIZERS)}, title="training")

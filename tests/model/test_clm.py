@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from configs import clm_config
 from perceiver.model.core import record_attention
 from perceiver.model.core.generation import next_token, top_k_filter, top_p_filter, window
 from perceiver.model.text.clm import CausalLanguageModel, CausalLanguageModelConfig, generate_text
@@ -9,9 +10,9 @@ from perceiver.model.text.tokenizer import load_tokenizer
 
 def small(**kwargs) -> CausalLanguageModel:
     torch.manual_seed(0)
-    config = dict(vocab_size=262, max_seq_len=16, max_latents=6, num_channels=32, num_heads=4,
-                  num_self_attention_layers=3, num_self_attention_rotary_layers=2, cross_attention_dropout=0.5)
-    return CausalLanguageModel(CausalLanguageModelConfig(**{**config, **kwargs})).eval()
+    config = dict(max_seq_len=16, max_latents=6, num_heads=4, num_self_attention_layers=3,
+                  num_self_attention_rotary_layers=2, cross_attention_dropout=0.5)
+    return CausalLanguageModel(clm_config(**{**config, **kwargs})).eval()
 
 
 def left_padded_prompts(lengths, total, vocab=262):

@@ -78,6 +78,32 @@ def test_params_shape_mismatch_names_parameter_and_field(tmp_path):
     assert "txt_embedding" in str(e.value) and "vocab_size" in str(e.value)
 
 
+@pytest.mark.parametrize("problem", ["unexpected", "missing", "shape"])
+def test_params_strict_by_default_and_partial_loading_on_request(problem, tmp_path, caplog):
+    """A checkpoint of a deeper model (unexpected keys), a shallower one (missing keys) or one with another
+    vocabulary (shapes) is refused naming the keys and the field; params_strict=False loads the rest and logs each
+    skipped key."""
+    source, target = {"unexpected": ({"num_self_attention_layers": 2}, {}),
+                      "missing": ({}, {"num_self_attention_layers": 2}),
+                      "shape": ({"vocab_size": 300}, {})}[problem]
+    pretrained = LitCausalLanguageModel.create(tiny_clm_config(**source))
+    save_lightning_ckpt(pretrained, tmp_path / "m.ckpt")
+    with pytest.raises(ParamsError) as e:
+        LitCausalLanguageModel.create(tiny_clm_config(**target), params=str(tmp_path / "m.ckpt"))
+    field = "vocab_size" if problem == "shape" else "num_self_attention_layers"
+    assert e.value.field.startswith(field) and field in str(e.value).splitlines()[-1]
+    assert e.value.keys and all(k.startswith("self_attn.layers.1.") or "embedding" in k or "output" in k
+                                for k in e.value.keys)
+    with caplog.at_level("WARNING", logger="perceiver.model.core.params"):
+        model = LitCausalLanguageModel.create(tiny_clm_config(**target), params=str(tmp_path / "m.ckpt"),
+                                              params_strict=False)
+    skipped = [r.getMessage() for r in caplog.records]
+    assert len(skipped) == len(e.value.keys) and all(any(k in m for m in skipped) for k in e.value.keys)
+    loaded, source_state = model.backend_model.state_dict(), pretrained.backend_model.state_dict()
+    shared = [k for k in loaded if k in source_state and loaded[k].shape == source_state[k].shape]
+    assert len(shared) > 10 and all(torch.equal(loaded[k], source_state[k]) for k in shared)
+
+
 class Boom:
     def __reduce__(self):
         return (os.system, ("touch PWNED",))

@@ -199,8 +199,8 @@ def read_text_file(path: Path, errors: str = "strict") -> str:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise OSError(f"cannot read text file {path}: {e}. Fix its permissions or remove it from the source "
-                      f"directory") from e
+        raise OSError(f"cannot read text file {path}: {e}. Fix it (permissions? a dangling link?) or remove it "
+                      f"from the source directory") from e
     nul = data.find(b"\0")
     if nul >= 0:
         raise SourceError(path, f"is binary, not text (a NUL byte at offset {nul}): remove it from the source "
@@ -229,8 +229,9 @@ def _read_parquet(path: Path, with_label: bool) -> Dataset:
     columns = ["text", "label"] if with_label else ["text"]
     missing = [c for c in columns if c not in table.column_names]
     if missing:
-        raise SourceError(path, f"has no {missing} column(s); its columns are {table.column_names}: rename the text "
-                                f"column to 'text'" + (" and the class column to 'label'" if with_label else ""))
+        todo = {"text": "name the text column 'text'", "label": "add the class of each row as an integer 'label' column"}
+        raise SourceError(path, f"has no {missing} column(s); its columns are {table.column_names}: "
+                                + " and ".join(todo[c] for c in missing))
     return Dataset(table.select(columns))
 
 

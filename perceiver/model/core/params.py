@@ -114,11 +114,11 @@ def safe_torch_load(path: str, allow: Iterable[type] = ()) -> dict:
     try:
         with torch.serialization.safe_globals(list(allow)):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:  # what weights_only refuses
+    except pickle.UnpicklingError as e:  # what weights_only refuses (torch's explanation is the cause, above)
         raise ParamsError(
-            f"refusing to load {path!r}: it contains objects other than tensors and plain data ({e}). "
-            f"Only load checkpoints you trust; convert them with `python -m perceiver.scripts.convert`.", path
-        ) from e
+            f"refusing to load {path!r}: it holds objects other than tensors and plain data, whose unpickling could "
+            f"run code. Only load checkpoints you trust; convert them with `python -m perceiver.scripts.convert`.",
+            path) from e
     except (RuntimeError, OSError, EOFError, ValueError) as e:
         raise ParamsError(f"cannot read {path!r} ({e}): the checkpoint is damaged; use an intact copy", path) from e
 
@@ -224,13 +224,7 @@ def load_params(
     state = strip_prefix(state, {prefix + k for k in target})
     if prefix:
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    both = set(target) & set(state)
-    report = LoadReport(
-        loaded=sorted(k for k in both if state[k].shape == target[k].shape),
-        missing=sorted(set(target) - set(state)),
-        unexpected=sorted(set(state) - set(target)),
-        mismatched=sorted(k for k in both if state[k].shape != target[k].shape),
-    )
+    report = compare_state_dicts(state, target)
     name = type(model).__name__
 
     def hint(key: str, problem: str) -> str:
@@ -255,6 +249,17 @@ def load_params(
     return report
 
 
+def compare_state_dicts(state: dict, target: dict) -> LoadReport:
+    """Which parameters of ``state`` fit ``target`` (by name and shape), and which do not."""
+    both = set(target) & set(state)
+    return LoadReport(
+        loaded=sorted(k for k in both if state[k].shape == target[k].shape),
+        missing=sorted(set(target) - set(state)),
+        unexpected=sorted(set(state) - set(target)),
+        mismatched=sorted(k for k in both if state[k].shape != target[k].shape),
+    )
+
+
 def mismatch_error(source, name, report: LoadReport, state, target, hint) -> ParamsError:
     lines, fields = [], []
     problems = [
@@ -277,9 +282,9 @@ def mismatch_error(source, name, report: LoadReport, state, target, hint) -> Par
             lines.append(f"  {len(group)} parameter(s) {what}, e.g. {example}{more}: set {field_} to match")
             fields.append(field_)
     message = (
-        f"the weights in {source!r} do not match this {name}:\n" + "\n".join(lines) + "\n"
-        f"Change those config fields to the values the weights were trained with, or pass strict=False "
-        f"(--model.params_strict=false) to load only the parameters that match (each skipped one is logged)."
+        f"the weights in {source!r} do not match this {name}: set the config fields below to the values the weights "
+        f"were trained with, or pass strict=False (--model.params_strict=false) to load only the parameters that "
+        f"match (each skipped one is logged).\n" + "\n".join(lines)
     )
     keys = [*report.mismatched, *report.unexpected, *report.missing]
     return ParamsError(message, source, keys, fields[0] if fields else None)

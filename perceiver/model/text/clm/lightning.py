@@ -74,6 +74,8 @@ class LitCausalLanguageModel(LitModel):
         compile: wrap the model's forward in ``torch.compile``.
     """
 
+    field_hint = staticmethod(field_hint)
+
     def __init__(
         self,
         *,

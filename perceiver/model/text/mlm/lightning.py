@@ -75,6 +75,8 @@ class LitMaskedLanguageModel(LitModel):
         compile: wrap the model's forward in ``torch.compile``.
     """
 
+    field_hint = staticmethod(field_hint)
+
     def __init__(
         self,
         encoder: TextEncoderConfig,
