@@ -554,7 +554,7 @@ def documented() -> dict[str, str]:
     out = {}
     for name, _, shown, test in doc_rows():
         if "test_bad_inputs.py" in test:
-            out[name.strip("`")] = shown.strip("`").replace("\\|", "|")
+            out[name.strip("`")] = shown.strip().strip("`").strip().replace("\\|", "|")
     return out
 
 

@@ -23,13 +23,24 @@ from perceiver.model.text.mlm.huggingface import PerceiverMaskedLanguageModel
 from training_helpers import state_equal, tiny_clm_config, tiny_mlm_config
 
 
-def test_create_and_backend_model():
-    clm = LitCausalLanguageModel.create(tiny_clm_config())
-    assert isinstance(clm.backend_model, CausalLanguageModel)
-    assert clm.backend_model.config == tiny_clm_config()
-    mlm = LitMaskedLanguageModel.create(tiny_mlm_config())
-    assert isinstance(mlm.backend_model, MaskedLanguageModel)
-    assert mlm.backend_model.config == tiny_mlm_config()
+def shapes(model) -> dict:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("lit_class, backend_class, config", [
+    (LitCausalLanguageModel, CausalLanguageModel,
+     tiny_clm_config(num_self_attention_layers=2, output_norm=True, abs_pos_emb=False, output_bias=False)),
+    (LitMaskedLanguageModel, MaskedLanguageModel,
+     tiny_mlm_config(num_latents=4, encoder={"num_self_attention_blocks": 2, "first_self_attention_block_shared": False},
+                     decoder={"num_output_query_channels": 16})),
+])
+def test_create_builds_the_backend_of_the_config(lit_class, backend_class, config):
+    """Every field reaches the backend: its parameters are those of the backend built from the config directly,
+    which differ from those of the default (tiny) config."""
+    lit = lit_class.create(config)
+    assert type(lit.backend_model) is backend_class and lit.backend_model is lit.model
+    assert shapes(lit.backend_model) == shapes(backend_class(config))
+    assert shapes(lit.backend_model) != shapes(backend_class(type(config).from_preset("tiny")))
 
 
 @pytest.mark.parametrize("lit_class, config", [(LitCausalLanguageModel, tiny_clm_config), (LitMaskedLanguageModel, tiny_mlm_config)])

@@ -106,6 +106,16 @@ def test_training_notebook(runs, task):
     assert "[journal] step" in text and "sample at step" in text
 
 
+def test_wrong_parameter_type_stops_the_notebook(tmp_path):
+    """A parameter of the wrong type stops the notebook at once, naming it; nothing is trained."""
+    p = papermill("train_clm.ipynb", tmp_path / "out.ipynb", {"max_steps": "abc", "run_dir": str(tmp_path / "run")},
+                  tmp_path)
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode != 0
+    assert "ParameterError: notebook parameter max_steps must be int, got 'abc' (str)" in out
+    assert not (tmp_path / "run").exists()
+
+
 def test_generate_notebook(runs):
     out = runs / "generate.ipynb"
     assert png_outputs(out) == 2  # attention for the user's input, CLM and MLM
