@@ -78,12 +78,14 @@ def build_mlm(lib: str, config: dict):
             num_latents=config["num_latents"], num_blocks=enc["num_self_attention_blocks"],
             num_self_attends_per_block=enc["num_self_attention_layers_per_block"],
             num_self_attention_heads=enc["num_self_attention_heads"],
-            num_cross_attention_heads=enc["num_cross_attention_heads"], qk_channels=enc["num_self_attention_qk_channels"],
+            num_cross_attention_heads=enc["num_cross_attention_heads"],
+            qk_channels=enc["num_self_attention_qk_channels"],
             v_channels=enc["num_self_attention_v_channels"], vocab_size=enc["vocab_size"],
             max_position_embeddings=enc["max_seq_len"],
         )
         return transformers.PerceiverForMaskedLM(hf_config)
-    from perceiver.model.text.mlm import MaskedLanguageModel, MaskedLanguageModelConfig, TextDecoderConfig, TextEncoderConfig
+    from perceiver.model.text.mlm import (MaskedLanguageModel, MaskedLanguageModelConfig, TextDecoderConfig,
+                                          TextEncoderConfig)
     rest = {k: v for k, v in config.items() if k not in ("encoder", "decoder")}
     return MaskedLanguageModel(MaskedLanguageModelConfig(TextEncoderConfig(**enc), TextDecoderConfig(**dec), **rest))
 

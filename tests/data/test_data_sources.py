@@ -125,7 +125,8 @@ def test_saved_dataset_directory(tmp_path):
 def test_non_utf8_bytes_are_refused_or_replaced_and_counted(tmp_path, caplog):
     path = tmp_path / "latin1.txt"
     path.write_bytes("café naïve ok".encode("latin-1"))
-    with pytest.raises(SourceError, match=r"latin1.txt: is not valid UTF-8 \(2 undecodable byte\(s\), the first at byte offset 3\)"):
+    first_bad = r"latin1.txt: is not valid UTF-8 \(2 undecodable byte\(s\), the first at byte offset 3\)"
+    with pytest.raises(SourceError, match=first_bad):
         read_text_file(path)
     with caplog.at_level(logging.WARNING):
         text = read_text_file(path, errors="replace")

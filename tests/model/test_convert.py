@@ -17,8 +17,10 @@ def hf_config(config: MaskedLanguageModelConfig) -> dict:
     """``transformers.PerceiverConfig`` arguments of the model that ``config`` describes."""
     e = config.encoder
     return dict(d_model=e.num_input_channels, d_latents=config.num_latent_channels, num_latents=config.num_latents,
-                num_blocks=e.num_self_attention_blocks, num_self_attends_per_block=e.num_self_attention_layers_per_block,
-                num_self_attention_heads=e.num_self_attention_heads, num_cross_attention_heads=e.num_cross_attention_heads,
+                num_blocks=e.num_self_attention_blocks,
+                num_self_attends_per_block=e.num_self_attention_layers_per_block,
+                num_self_attention_heads=e.num_self_attention_heads,
+                num_cross_attention_heads=e.num_cross_attention_heads,
                 qk_channels=e.num_self_attention_qk_channels, v_channels=e.num_self_attention_v_channels,
                 vocab_size=e.vocab_size, max_position_embeddings=e.max_seq_len)
 

@@ -31,8 +31,8 @@ def shapes(model) -> dict:
     (LitCausalLanguageModel, CausalLanguageModel,
      tiny_clm_config(num_self_attention_layers=2, output_norm=True, abs_pos_emb=False, output_bias=False)),
     (LitMaskedLanguageModel, MaskedLanguageModel,
-     tiny_mlm_config(num_latents=4, encoder={"num_self_attention_blocks": 2, "first_self_attention_block_shared": False},
-                     decoder={"num_output_query_channels": 16})),
+     tiny_mlm_config(num_latents=4, decoder={"num_output_query_channels": 16},
+                     encoder={"num_self_attention_blocks": 2, "first_self_attention_block_shared": False})),
 ])
 def test_create_builds_the_backend_of_the_config(lit_class, backend_class, config):
     """Every field reaches the backend: its parameters are those of the backend built from the config directly,

@@ -33,7 +33,8 @@ def fit(tmp_path: Path, dataset_dir: str, *args: str):
         *[f"--data.{k}={v}" for k, v in data.items() if k != "max_seq_len"], "--data.max_seq_len=64",
         *cli_args("clm"), "--model.validation_sample_length=4", "--optimizer=Adam",
         "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.max_steps=2", "--trainer.val_check_interval=2",
-        "--trainer.limit_val_batches=1", "--trainer.enable_model_summary=false", f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.limit_val_batches=1", "--trainer.enable_model_summary=false",
+        f"--trainer.default_root_dir={tmp_path}",
     ]
     return clm.main([*base, *args])
 

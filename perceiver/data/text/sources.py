@@ -229,7 +229,8 @@ def _read_parquet(path: Path, with_label: bool) -> Dataset:
     columns = ["text", "label"] if with_label else ["text"]
     missing = [c for c in columns if c not in table.column_names]
     if missing:
-        todo = {"text": "name the text column 'text'", "label": "add the class of each row as an integer 'label' column"}
+        todo = {"text": "name the text column 'text'",
+                "label": "add the class of each row as an integer 'label' column"}
         raise SourceError(path, f"has no {missing} column(s); its columns are {table.column_names}: "
                                 + " and ".join(todo[c] for c in missing))
     return Dataset(table.select(columns))

@@ -36,7 +36,8 @@ class ParamsError(ValueError):
     """Pretrained weights cannot be loaded. ``source`` is the file, directory or Hub id, ``keys`` the parameter names
     concerned, ``field`` the config field(s) to change if known; the message also says what to do."""
 
-    def __init__(self, message: str, source: Optional[str] = None, keys: Sequence[str] = (), field: Optional[str] = None):
+    def __init__(self, message: str, source: Optional[str] = None, keys: Sequence[str] = (),
+                 field: Optional[str] = None):
         super().__init__(message)
         self.source, self.keys, self.field = source, tuple(keys), field
 
