@@ -213,7 +213,7 @@ def test_peft_lora_with_gradient_checkpointing(wrapped):
     torch.manual_seed(1)
     plain = get_peft_model(copy.deepcopy(wrapped), LoraConfig(target_modules=targets, r=4, init_lora_weights=False))
     torch.manual_seed(1)
-    wrapped.gradient_checkpointing_enable()
+    wrapped.activation_checkpointing_enable()  # transformers 5 name of gradient_checkpointing_enable
     model = get_peft_model(wrapped, LoraConfig(target_modules=targets, r=4, init_lora_weights=False))
     layer = next(m for n, m in model.named_modules() if n.endswith("layers.0"))
     calls = []
