@@ -22,8 +22,20 @@ from typing import Optional
 from perceiver.tasks import Task
 from widgets.spec import resolve_task, to_yaml
 
-#: output lines not worth showing in a notebook
-NOISE = ("💡 Tip", "is deprecated", "warnings.warn(", "`weights_only` was not set", "TPU available", "HPU available")
+#: third-party warnings a training run does not show, each named: (message prefix, category); the user's own
+#: warnings, and any other warning, reach the output
+THIRD_PARTY_WARNINGS = (
+    # torch deprecates LeafSpec; pytorch_lightning 2.6's _pytree still constructs it at every batch transfer
+    ("`isinstance(treespec, LeafSpec)` is deprecated", "FutureWarning"),
+)
+
+#: Lightning's informational log lines (not warnings) not worth showing in a notebook; train.log keeps them
+NOISE = ("💡 Tip", "`weights_only` was not set", "TPU available", "HPU available")
+
+
+def warning_options() -> list[str]:
+    """``python -W`` options that ignore exactly :data:`THIRD_PARTY_WARNINGS` (a message prefix matches literally)."""
+    return [f"-Wignore:{message}:{category}" for message, category in THIRD_PARTY_WARNINGS]
 
 
 class TrainingRun:
@@ -51,7 +63,7 @@ class TrainingRun:
 
     @property
     def command(self) -> list[str]:
-        return [sys.executable, "-m", self.task.cli, "fit", "--config", str(self.config_path)]
+        return [sys.executable, *warning_options(), "-m", self.task.cli, "fit", "--config", str(self.config_path)]
 
     def start(self) -> "TrainingRun":
         if self.running:
@@ -59,7 +71,7 @@ class TrainingRun:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "STOP").unlink(missing_ok=True)
         self.config_path.write_text(to_yaml(self.config))
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if self.config["trainer"].get("accelerator") == "cpu" and self.cpu_threads:
             env.update(OMP_NUM_THREADS=str(self.cpu_threads), MKL_NUM_THREADS=str(self.cpu_threads))
         self.lines = []

@@ -161,7 +161,9 @@ def model_cli_args(t: str | Task, config) -> dict:
 
 def resolve_devices(devices, precision: Optional[str] = None, log: Callable[[str], None] = print) -> dict:
     """Trainer arguments for ``devices``: all GPUs for -1/"auto" when there are any (DDP for more than one),
-    otherwise one CPU device."""
+    otherwise one CPU device; ``"cpu"``: one CPU device, GPUs or not (reproducible CPU numbers)."""
+    if devices == "cpu":
+        return {"accelerator": "cpu", "devices": 1, "strategy": "auto"}
     n_gpu = torch.cuda.device_count()
     if devices in (-1, "-1", "auto"):
         if n_gpu == 0:
@@ -182,10 +184,14 @@ def resolve_devices(devices, precision: Optional[str] = None, log: Callable[[str
 
 def cli_config(task: str, config, settings: dict, run_dir: str | Path, extra: Optional[dict] = None,
                log: Callable[[str], None] = print) -> dict:
-    """The complete configuration for ``python -m <task.cli> fit --config <yaml>``."""
+    """The complete configuration for ``python -m <task.cli> fit --config <yaml>``. ``extra["trainer"]`` takes any
+    ``pytorch_lightning.Trainer`` argument (``logger: false``, a list of loggers, ``enable_checkpointing: false``, ...);
+    its ``callbacks`` are added to the run journal's."""
     extra = extra or {}
     run_dir = str(Path(run_dir).resolve())
     t = resolve_task(task)
+    trainer_extra = dict(extra.get("trainer", {}))
+    callbacks = trainer_extra.pop("callbacks", None) or []  # the user's callbacks join the journal
     trainer = {
         **resolve_devices(settings["devices"], settings.get("precision"), log),
         "precision": settings.get("precision"),
@@ -196,8 +202,9 @@ def cli_config(task: str, config, settings: dict, run_dir: str | Path, extra: Op
         "logger": {"class_path": "pytorch_lightning.loggers.CSVLogger",
                    "init_args": {"save_dir": run_dir, "name": "", "version": "logs"}},
         "callbacks": [{"class_path": "perceiver.training.journal.RunJournal",
-                       "init_args": {"run_dir": run_dir, **extra.get("journal", {})}}],
-        **extra.get("trainer", {}),
+                       "init_args": {"run_dir": run_dir, **extra.get("journal", {})}},
+                      *(callbacks if isinstance(callbacks, list) else [callbacks])],
+        **trainer_extra,
     }
     if isinstance(trainer.get("val_check_interval"), int) and trainer["val_check_interval"] > settings["max_steps"] > 0:
         trainer["val_check_interval"] = max(1, settings["max_steps"] // 2)  # short runs still validate (twice)

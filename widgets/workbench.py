@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from widgets import spec
 from widgets.dashboard import Dashboard, png
 from perceiver.model.core.config import ConfigError
+from perceiver.model.core.presets import merge
 from widgets.forms import DataclassForm, FieldError, SignatureForm
 from widgets.runner import TrainingRun
 
@@ -41,11 +42,17 @@ class Workbench:
         task: a task name, e.g. ``"clm"`` (Perceiver AR) or ``"mlm"`` (Perceiver IO).
         preset: a name of the task's presets (``perceiver.tasks.get(task).presets``).
         run_dir: the run directory.
+        trainer: further ``pytorch_lightning.Trainer`` arguments of the runs, over the preset's, e.g.
+            ``{"logger": False}``, ``{"enable_checkpointing": False}`` or ``{"callbacks": [{"class_path": ...}]}``
+            (callbacks are added to the run journal).
+        cpu_threads: torch threads of a CPU run (fixed, so CPU results do not depend on the machine's core count).
         settings: data/trainer settings overriding the preset (``None`` values are ignored), e.g. ``max_steps=30``.
     """
 
-    def __init__(self, task: str, preset: str = "tiny CPU", run_dir: Optional[str] = None, **settings: Any):
+    def __init__(self, task: str, preset: str = "tiny CPU", run_dir: Optional[str] = None,
+                 trainer: Optional[dict] = None, cpu_threads: Optional[int] = 1, **settings: Any):
         self.task = spec.resolve_task(task)
+        self.task.run_preset(preset)  # an unknown preset fails here, listing the known ones
         self.model_form = DataclassForm(self.task.config_class, exclude=self.task.linked_fields, title="model")
         owners = spec.setting_owners(self.task)
         self.settings_form = SignatureForm(owners, choices={"optimizer": list(spec.OPTIMIZERS)}, title="training")
@@ -61,6 +68,8 @@ class Workbench:
         self.dashboard = Dashboard(self.run_dir, self.task)
         self.run_: Optional[TrainingRun] = None
         self.extra: dict = {}
+        self.trainer_options = dict(trainer or {})
+        self.cpu_threads = cpu_threads
         self.error_list: list[str] = []
         self._quiet = False
 
@@ -90,7 +99,7 @@ class Workbench:
             self.model_form.set_values(p["model"])
             self.settings_form.reset()
             self.settings_form.set_values({**p["settings"], **{k: v for k, v in settings.items() if v is not None}})
-            self.extra = p["extra"]
+            self.extra = merge(p["extra"], {"trainer": self.trainer_options})
         finally:
             self._quiet = False
         self.validate()
@@ -175,7 +184,7 @@ class Workbench:
         if self.running:
             raise RuntimeError("a run is already running")
         config = self.cli_config(log=self._log)
-        self.run_ = TrainingRun(self.task, config, self.run_dir).start()
+        self.run_ = TrainingRun(self.task, config, self.run_dir, cpu_threads=self.cpu_threads).start()
         self.dashboard.set_run_dir(self.run_dir)
         self.start_button.disabled, self.stop_button.disabled = True, False
         self.message.value = f"training in <code>{html.escape(str(self.run_dir.resolve()))}</code>"

@@ -104,9 +104,11 @@ def convert_deepmind(source: str, output_dir: str, atol: float = 1e-4) -> float:
     return verify(reference, reload(PerceiverMaskedLanguageModel, output_dir), atol)
 
 
-def convert_predecessor(source: str, output_dir: str, tokenizer: str | None = None, atol: float = 1e-4) -> float:
-    """Convert a perceiver-io 0.11 HF directory, Hub id or Lightning checkpoint and verify the written model."""
-    model = load_predecessor(source)
+def convert_predecessor(source: str, output_dir: str, tokenizer: str | None = None, atol: float = 1e-4,
+                        strict: bool = True) -> float:
+    """Convert a perceiver-io 0.11 HF directory, Hub id or Lightning checkpoint and verify the written model
+    (``strict=False``: config keys 0.11 does not have are dropped with a warning instead of refused)."""
+    model = load_predecessor(source, strict)
     save(model, output_dir, load_tokenizer(tokenizer or source_tokenizer(source)))
     return verify(logits_fn(model), reload(wrapper_class(model), output_dir), atol)
 
@@ -122,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     pre.add_argument("output_dir")
     pre.add_argument("--tokenizer", default=None,
                      help=f"tokenizer to save (default: the source directory's, else {BYTE_TOKENIZER})")
+    pre.add_argument("--ignore-unknown-keys", action="store_true",
+                     help="drop config keys that perceiver-io 0.11 does not have (with a warning) instead of refusing")
     for p in (dm, pre):
         p.add_argument("--atol", type=float, default=1e-4, help="maximum abs logit difference accepted")
     args = parser.parse_args(argv)
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "deepmind":
             convert_deepmind(args.source, args.output_dir, args.atol)
         else:
-            convert_predecessor(args.source, args.output_dir, args.tokenizer, args.atol)
+            convert_predecessor(args.source, args.output_dir, args.tokenizer, args.atol, not args.ignore_unknown_keys)
     except (HubUnavailableError, ParamsError) as e:
         raise SystemExit(f"error: {e}") from None
     print(f"saved to {args.output_dir}")

@@ -29,6 +29,13 @@ def load_object(path: str) -> Any:
     return obj
 
 
+class NotFound(KeyError):
+    """An unknown task or preset name; the message lists the known ones (printed without KeyError's quotes)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 @dataclass(frozen=True)
 class Metric:
     """A metric the Lightning module logs as ``train_<key>`` / ``val_<key>`` and the dashboard plots."""
@@ -123,7 +130,7 @@ class Task:
 
     def run_preset(self, name: str) -> RunPreset:
         if name not in self.presets:
-            raise KeyError(f"task {self.name!r} has no preset {name!r}; presets: {', '.join(self.presets)}")
+            raise NotFound(f"task {self.name!r} has no preset {name!r}; presets: {', '.join(self.presets)}")
         return self.presets[name]
 
 
@@ -166,7 +173,7 @@ def get(name: str) -> Task:
     """The task called ``name`` (``KeyError`` listing the known tasks otherwise)."""
     known = tasks()
     if name not in known:
-        raise KeyError(f"unknown task {name!r}; tasks: {', '.join(known)}")
+        raise NotFound(f"unknown task {name!r}; tasks: {', '.join(known)}")
     return known[name]
 
 
@@ -186,4 +193,4 @@ def task_of(obj: object) -> Optional[Task]:
     return best
 
 
-__all__ = ["Metric", "RunPreset", "Task", "get", "load_object", "task_of", "tasks"]
+__all__ = ["Metric", "NotFound", "RunPreset", "Task", "get", "load_object", "task_of", "tasks"]

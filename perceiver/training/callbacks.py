@@ -16,13 +16,18 @@ from pytorch_lightning.trainer.states import TrainerFn
 
 class InterruptCheckpoint(Callback):
     """On Ctrl-C, SIGTERM or an error, save ``interrupted.ckpt`` beside the regular checkpoints, so the run can be
-    resumed with ``--ckpt_path``."""
+    resumed with ``--ckpt_path``. A trainer without checkpointing (``enable_checkpointing=False``) gets none."""
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         # during fit, also while validating (Lightning handles SIGTERM there too)
         if getattr(exception, "skip_interrupt_checkpoint", False) or trainer.state.fn != TrainerFn.FITTING:
             return
         if trainer.global_step == 0:  # nothing trained yet (e.g. a configuration error)
+            return
+        if not trainer.checkpoint_callbacks:  # the user turned checkpointing off
+            if trainer.is_global_zero:
+                print(f"run interrupted at step {trainer.global_step} ({type(exception).__name__}); no checkpoint "
+                      f"saved (checkpointing is disabled)")
             return
         dirpath = next((cb.dirpath for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)), None)
         dirpath = dirpath or os.path.join(trainer.default_root_dir, "checkpoints")

@@ -15,7 +15,7 @@ machine with a shared disk) and the notebook only reads files. Layout of ``run_d
     samples.jsonl             validation samples (generated text or filled masks) per step
     records/<name>/step-<k>.npz  arrays of a validation for the task's figures (``validation_records``), e.g.
                               the misclassified images of the image classifier
-    checkpoints/final.ckpt    checkpoint at the end of training, also after Stop or Ctrl-C
+    checkpoints/final.ckpt    checkpoint at the end of training, also after Stop (none with enable_checkpointing=False)
     STOP                      created by the workbench's Stop button: training ends after the current step
 
 Losses in ``metrics.json`` depend only on the seed and the data, so two CPU runs with the same configuration give
@@ -184,6 +184,7 @@ class RunJournal(Callback):
 
     def _finish(self, trainer, pl_module, status: str, checkpoint: bool = True) -> None:
         self.status = status
+        checkpoint = checkpoint and bool(trainer.checkpoint_callbacks)  # none if the user turned checkpointing off
         if checkpoint:  # a collective under DDP: every rank calls it
             trainer.save_checkpoint(str(self.run_dir / "checkpoints" / "final.ckpt"))
         if not trainer.is_global_zero:

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from perceiver.model.core.attention import record_attention
+from perceiver.model.core.params import FieldHint, compare_state_dicts, mismatch_error
 from perceiver.model.text.tokenizer import BYTE_TOKENIZER, load_tokenizer, token_labels
 from perceiver.training.logging import log_text
 
@@ -27,6 +28,9 @@ class LitModel(pl.LightningModule):
     Args:
         params: pretrained weights for the backend model: a Lightning checkpoint, a directory saved by this library
             (safetensors), a perceiver-io 0.11 directory or checkpoint, or a Hugging Face Hub id (online only).
+        params_strict: refuse ``params`` that do not match the model exactly (parameters missing on either side or
+            of another shape), naming them and the config field to change. ``False``: load the parameters that
+            match and log a warning for every one skipped (partial loading, e.g. a new output vocabulary).
         tokenizer: tokenizer for validation samples (the CLI links it from ``--data.tokenizer``).
         compile: wrap the backend model's forward in ``torch.compile``.
     """
@@ -34,9 +38,14 @@ class LitModel(pl.LightningModule):
     default_lr = 1e-4
     """Learning rate of the default optimizer (see ``configure_optimizers``)."""
 
-    def __init__(self, params: Optional[str] = None, tokenizer: str = BYTE_TOKENIZER, compile: bool = False):
+    field_hint: Optional[FieldHint] = None
+    """The config field behind a backend parameter name (for errors about weights that do not fit)."""
+
+    def __init__(self, params: Optional[str] = None, params_strict: bool = True, tokenizer: str = BYTE_TOKENIZER,
+                 compile: bool = False):
         super().__init__()
         self.params = params
+        self.params_strict = params_strict
         self.tokenizer_name = tokenizer
         self._tokenizer = None
         self.compile = compile
@@ -123,6 +132,23 @@ class LitModel(pl.LightningModule):
         return {}
 
     # --- Lightning hooks ----------------------------------------------------------------------------------------
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resuming training (``ckpt_path``) from a checkpoint of another model fails here, naming the parameters and
+        the config fields to change, instead of in ``load_state_dict``."""
+        if self._trainer is None or not self.strict_loading:  # load_from_checkpoint builds the model from the file
+            return
+        target = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        state = {k: v for k, v in checkpoint.get("state_dict", {}).items()}
+        report = compare_state_dicts(state, target)
+        if report.missing or report.unexpected or report.mismatched:
+            hint = type(self).field_hint
+
+            def field(key: str, problem: str) -> str:
+                return hint(key.removeprefix("model."), problem) if hint else "the model config"
+
+            raise mismatch_error("the checkpoint to resume from (ckpt_path)", type(self.model).__name__, report,
+                                 state, target, field)
 
     def configure_optimizers(self):
         """AdamW with ``lr=default_lr``, for training from Python with a plain ``pl.Trainer``. The CLI replaces it

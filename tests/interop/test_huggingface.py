@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 
@@ -148,6 +149,86 @@ def test_peft_lora_trains(clm):
         optimizer.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+# --- input embeddings: resize_token_embeddings, enable_input_require_grads, gradient checkpointing -----------------
+
+
+def untied_mlm():
+    config = PerceiverMaskedLanguageModelConfig(model_config=tiny_mlm_config(num_output_query_channels=16))
+    return PerceiverMaskedLanguageModel(config).eval()
+
+
+@pytest.fixture(params=["clm", "mlm", "mlm-untied"])
+def wrapped(request, clm, mlm):
+    return {"clm": clm, "mlm": mlm, "mlm-untied": None}[request.param] or untied_mlm()
+
+
+def logits(model, x):
+    return model(x).logits
+
+
+@pytest.mark.parametrize("new_size", [270, 200])
+@torch.no_grad()
+def test_resize_token_embeddings(wrapped, new_size, tmp_path):
+    x = torch.randint(6, 200, (2, 20))
+    before = logits(wrapped, x)
+    embedding = wrapped.resize_token_embeddings(new_size)
+    assert embedding is wrapped.get_input_embeddings() and embedding.weight.shape[0] == new_size
+    after = logits(wrapped, x)
+    n = min(new_size, 262)
+    assert after.shape[-1] == new_size and torch.equal(after[..., :n], before[..., :n])  # old tokens unchanged
+    backend = wrapped.backend_model
+    assert backend.config.vocab_size == wrapped.config.backend_config.vocab_size == new_size
+    output = getattr(backend, "output_adapter", None) or backend.decoder.output_adapter
+    if wrapped.get_output_embeddings() is None:  # tied: one weight, so a change of the embedding moves the logits
+        assert output._embedding[0] is embedding
+        embedding.weight[5] += 1.0
+        assert not torch.equal(logits(wrapped, x)[..., 5], after[..., 5])
+    else:
+        assert wrapped.get_output_embeddings().weight.shape[0] == new_size
+    new_ids = torch.full((1, 8), new_size - 1)  # the last id of the new vocabulary
+    assert logits(wrapped, new_ids).shape[-1] == new_size
+    wrapped.save_pretrained(tmp_path)  # the saved config has the new vocabulary
+    loaded = type(wrapped).from_pretrained(tmp_path).eval()
+    assert torch.equal(logits(loaded, x), logits(wrapped, x))
+
+
+@torch.no_grad()
+def test_resized_clm_generates_new_tokens(clm):
+    clm.resize_token_embeddings(263)
+    clm.backend_model.output_adapter.bias[262] = 1e4  # make the new token the certain next one
+    out = clm.generate(torch.randint(6, 262, (2, 5)), max_new_tokens=3)
+    assert out.shape == (2, 8) and (out[:, 5:] == 262).all()
+
+
+def test_peft_lora_with_gradient_checkpointing(wrapped):
+    """PEFT's path: gradient checkpointing (which calls enable_input_require_grads), then LoRA adapters; the layers
+    are recomputed in the backward pass and the adapters' gradients equal those without checkpointing."""
+    from peft import LoraConfig, get_peft_model
+
+    x = torch.randint(6, 262, (2, 16))
+    labels = x if isinstance(wrapped, PerceiverCausalLanguageModel) else x.masked_fill(x % 3 != 0, -100)
+    targets = ["q_proj", "v_proj", "fc1"]
+    torch.manual_seed(1)
+    plain = get_peft_model(copy.deepcopy(wrapped), LoraConfig(target_modules=targets, r=4, init_lora_weights=False))
+    torch.manual_seed(1)
+    wrapped.activation_checkpointing_enable()  # transformers 5 name of gradient_checkpointing_enable
+    model = get_peft_model(wrapped, LoraConfig(target_modules=targets, r=4, init_lora_weights=False))
+    layer = next(m for n, m in model.named_modules() if n.endswith("layers.0"))
+    calls = []
+    layer.register_forward_pre_hook(lambda *args: calls.append(1))
+    for m in (plain, model):
+        m.train()
+        torch.manual_seed(2)  # the same dropout (prefix dropout of the CLM) in both
+        m(input_ids=x, labels=labels).loss.backward()
+    assert len(calls) == 2  # the forward pass and its recomputation in the backward pass
+    assert model.get_input_embeddings()(x).requires_grad  # enable_input_require_grads
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert grads and all("lora_" in n for n in grads)
+    for n, p in plain.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(grads[n], p.grad, atol=1e-6, rtol=1e-5)
 
 
 # --- Auto classes --------------------------------------------------------------------------------------------------

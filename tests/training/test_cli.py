@@ -3,14 +3,17 @@ resolution, and a short fit that writes TensorBoard and CSV logs, a text sample 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
+from perceiver import tasks
 from perceiver.scripts.text import clm, mlm
 from perceiver.training.schedulers import CosineWithWarmupLR
 
@@ -22,6 +25,10 @@ def plain_argv(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["cli"])  # pytest's own arguments are not the CLI's
 
 
+def num_params(model) -> int:
+    return sum(p.numel() for p in model.backend_model.parameters())
+
+
 def print_config(main, capsys, *args) -> dict:
     with pytest.raises(SystemExit) as e:
         main(["fit", "--print_config", *args])
@@ -29,37 +36,38 @@ def print_config(main, capsys, *args) -> dict:
     return yaml.safe_load(capsys.readouterr().out)
 
 
-def test_print_config_shows_documented_mlm_defaults(capsys):
-    config = print_config(mlm.main, capsys)
-    model, data = config["model"], config["data"]
-    assert model["num_latents"] == 256 and model["num_latent_channels"] == 1280
-    assert model["encoder"]["num_input_channels"] == 768
-    assert model["encoder"]["num_self_attention_layers_per_block"] == 26
-    assert model["decoder"]["cross_attention_residual"] is False
-    assert data["class_path"].endswith("WikipediaDataModule")
-    assert data["init_args"]["task"] == "mlm" and data["init_args"]["max_seq_len"] == 2048
+def flatten(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in values.items():
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
-def test_print_config_shows_documented_clm_defaults(capsys):
-    config = print_config(clm.main, capsys, "--data.source=sample")
-    model, data = config["model"], config["data"]
-    assert (model["num_channels"], model["num_heads"], model["num_self_attention_layers"]) == (512, 8, 8)
-    assert model["max_latents"] == 512 and model["cross_attention_dropout"] == 0.5
-    assert data["class_path"].endswith("WikiTextDataModule")
-    assert data["init_args"]["task"] == "clm" and data["init_args"]["padding_side"] == "left"
-    assert data["init_args"]["max_seq_len"] == 4096
-
-
-def num_params(model) -> float:
-    return sum(p.numel() for p in model.backend_model.parameters()) / 1e6
+@pytest.mark.parametrize("task", ["mlm", "clm"])
+def test_print_config_shows_the_documented_preset(task, capsys):
+    """The CLI's model defaults are the task's documented preset (deepmind-201m, clm-30.6m), field for field; the
+    fields the data links (vocab_size, max_seq_len) come from the data module's defaults."""
+    t = tasks.get(task)
+    main = mlm.main if task == "mlm" else clm.main
+    config = print_config(main, capsys, "--data.source=sample")
+    preset = dataclasses.asdict(t.config_class.from_preset(t.model_preset))
+    printed = flatten(config["model"])
+    expected = {k: v for k, v in flatten(preset).items() if k not in t.linked_fields}
+    assert {k: printed[k] for k in expected} == expected
+    data = config["data"]
+    assert data["class_path"] == t.data.replace(":", ".")
+    assert {k: data["init_args"][k] for k in t.data_args} == dict(t.data_args)
 
 
 @pytest.mark.slow
 def test_defaults_build_the_documented_model_sizes():
-    cli = mlm.main(["--data.source=sample"], run=False)
-    assert round(num_params(cli.model)) == 201
-    cli = clm.main(["--data.source=sample"], run=False)
-    assert round(num_params(cli.model), 1) == 30.6
+    for task, main in (("mlm", mlm.main), ("clm", clm.main)):
+        t = tasks.get(task)
+        cli = main(["--data.source=sample"], run=False)
+        with torch.device("meta"):
+            preset = t.model_class(t.config_class.from_preset(t.model_preset))
+        assert cli.model.backend_model.config == preset.config
+        assert num_params(cli.model) == sum(p.numel() for p in preset.parameters())
 
 
 def test_data_links_and_optimizer_resolution():
@@ -103,7 +111,7 @@ def test_fit_writes_logs_samples_checkpoints_and_links_cosine_steps(dataset_dir,
     run = tmp_path / "logs" / "clm" / "version_0"
     assert list(run.glob("events.out.tfevents.*"))
     metrics = (run / "csv" / "metrics.csv").read_text()
-    for name in ("train_loss", "train_bpb", "train_ppl", "val_loss", "val_bpb", "val_ppl"):
+    for name in ("train_loss", "train_bpb", "train_ppl", "val_loss", "val_bpb", "val_ppl", "lr-Adam"):
         assert name in metrics
     assert "A man" in (run / "csv" / "samples.csv").read_text()
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "checkpoints" / "step=3.ckpt").is_file()

@@ -2,8 +2,10 @@
 
 Checks: the loss fell by at least ``LOSS_DROP`` nats; first/final losses match the committed reference figures
 (``reference/<task>.json``) within ``REL_TOL``; the executed notebook holds PNG outputs; the run directory is
-complete. CPU runs use one torch thread (``widgets.runner``), so the losses are reproducible exactly on one machine;
-the tolerance absorbs other CPUs and torch builds. Refresh the references with ``PERCEIVER_UPDATE_REFERENCE=1``.
+complete. The runs are pinned to one CPU device and one torch thread (``devices="cpu"``, ``cpu_threads=1``), whatever
+the machine has, so the losses are reproducible exactly on one machine; the tolerance absorbs other CPUs and torch
+builds. Refresh the references with ``PERCEIVER_UPDATE_REFERENCE=1`` (they record these parameters, and the test
+refuses references recorded with others).
 """
 
 import json
@@ -17,15 +19,22 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from perceiver import tasks
+
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = Path(__file__).parent / "reference"
 LOSS_DROP = 1.0  # nats between the first and the final training loss
 REL_TOL = 0.02
-TINY = {"max_steps": 20, "max_seq_len": 128, "batch_size": 8, "seed": 0, "devices": -1}
+TINY = {"max_steps": 20, "max_seq_len": 128, "batch_size": 8, "seed": 0, "devices": "cpu", "cpu_threads": 1}
 RUN_FILES = ["config.yaml", "config.resolved.yaml", "metrics.json", "metrics.jsonl", "env.json", "train.log",
-             "plots/curves.png", "plots/byte_attention.png", "checkpoints/final.ckpt", "samples.jsonl"]
+             "plots/curves.png", "checkpoints/final.ckpt", "samples.jsonl"]
+
+
+def figure_files(task: str) -> list[str]:
+    """``plots/<figure function>.png`` of each of the task's figures (``Task.figures``)."""
+    return [f"plots/{path.rpartition(':')[2]}.png" for path in tasks.get(task).figures]
 
 
 def papermill(notebook: str, out: Path, params: dict, cwd: Path) -> subprocess.Popen:
@@ -67,7 +76,7 @@ def text_outputs(path: Path) -> str:
 @pytest.mark.parametrize("task", ["clm", "mlm"])
 def test_training_notebook(runs, task):
     run = runs / task
-    missing = [f for f in RUN_FILES if not (run / f).is_file()]
+    missing = [f for f in [*RUN_FILES, *figure_files(task)] if not (run / f).is_file()]
     assert not missing, f"run directory incomplete: {missing}"
     assert list((run / "attention").glob("step-*.npz"))
     m = json.loads((run / "metrics.json").read_text())
@@ -78,7 +87,8 @@ def test_training_notebook(runs, task):
     if task == "clm":
         assert "val_bpb" in m["final"] and "train_bpb" in m["train"]
     env = json.loads((run / "env.json").read_text())
-    assert env["packages"]["torch"] and env["device"] and "commit" in env["git"] and env["seed"] == "0"
+    assert env["packages"]["torch"] and "commit" in env["git"] and env["seed"] == "0"
+    assert env["device"].startswith("1 x cpu") and env["torch_threads"] == TINY["cpu_threads"]  # the pinned settings
 
     figures = {"first_train_loss": first, "final_train_loss": final, "final_val_loss": m["final"]["val_loss"]}
     ref_path = REFERENCE / f"{task}.json"
@@ -86,14 +96,24 @@ def test_training_notebook(runs, task):
         ref_path.parent.mkdir(exist_ok=True)
         ref_path.write_text(json.dumps({"params": TINY, **figures}, indent=1) + "\n")
     ref = json.loads(ref_path.read_text())
+    assert ref["params"] == TINY, "the reference was recorded with other parameters: re-record it"
     for key, value in figures.items():
         assert value == pytest.approx(ref[key], rel=REL_TOL), f"{key}: {value} vs reference {ref[key]}"
 
     out = runs / f"train_{task}.ipynb"
     assert png_outputs(out) >= 2  # loss curves and attention map stay in the executed notebook
     text = text_outputs(out)
-    assert "No GPU found; training on 1 CPU device." in text or "GPU" in text
     assert "[journal] step" in text and "sample at step" in text
+
+
+def test_wrong_parameter_type_stops_the_notebook(tmp_path):
+    """A parameter of the wrong type stops the notebook at once, naming it; nothing is trained."""
+    p = papermill("train_clm.ipynb", tmp_path / "out.ipynb", {"max_steps": "abc", "run_dir": str(tmp_path / "run")},
+                  tmp_path)
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode != 0
+    assert "ParameterError: notebook parameter max_steps must be int, got 'abc' (str)" in out
+    assert not (tmp_path / "run").exists()
 
 
 def test_generate_notebook(runs):

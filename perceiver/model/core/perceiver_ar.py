@@ -93,6 +93,7 @@ class PerceiverAR(nn.Module):
             raise ValueError(f"max_latents ({max_latents}) must be in [1, max_seq_len={max_seq_len}]")
         self.config = config
         self.input_adapter = input_adapter
+        self.checkpointing = config.activation_checkpointing  # of the cross-attention; the self-attention has its own
         self.max_seq_len = max_seq_len
         self.max_latents = max_latents
         # rotary embeddings rotate the first R channels of each head (default: half of them)
@@ -195,7 +196,7 @@ class PerceiverAR(nn.Module):
         else:
             caches = [None] * (1 + len(self.self_attn.layers))
 
-        ckpt = dict(checkpointing=self.config.activation_checkpointing and self.training,
+        ckpt = dict(checkpointing=self.checkpointing and self.training,
                     offloading=self.config.activation_offloading)
         x_latent = run_layer(
             self.cross_attn, x_latent, None, pad_kv, rot_latent, rot_kv, caches[0], x_prefix if prefix_len else None,

@@ -17,6 +17,8 @@ from typing import Optional
 import torch.nn as nn
 from transformers import PretrainedConfig, PreTrainedModel
 
+from perceiver.model.core.layers import set_activation_checkpointing
+
 
 class PerceiverBackendConfig(PretrainedConfig):
     """A ``PretrainedConfig`` that carries a backend config dataclass as the nested dict ``model_config`` (a dataclass
@@ -44,10 +46,17 @@ class PerceiverBackendConfig(PretrainedConfig):
 
 class PerceiverPreTrainedModel(PreTrainedModel):
     """Base of the wrappers: the backend model initializes its own weights (``init_scale``), so Hugging Face's
-    initialization is a no-op, and :meth:`from_backend` wraps an existing backend model."""
+    initialization is a no-op, and :meth:`from_backend` wraps an existing backend model.
+
+    The token embedding is the backend's (``get_input_embeddings``/``set_input_embeddings``), so transformers'
+    ``resize_token_embeddings`` (the output projection, tied or not, and its bias follow; ``config.model_config``
+    gets the new ``vocab_size``) and ``enable_input_require_grads`` work, and ``gradient_checkpointing_enable``
+    switches on the backend's per-layer activation checkpointing (for PEFT with gradient checkpointing).
+    """
 
     base_model_prefix = "backend_model"
     backend_class: type[nn.Module]
+    supports_gradient_checkpointing = True
 
     def __init__(self, config: PerceiverBackendConfig, backend_model: nn.Module | None = None):
         super().__init__(config)
@@ -63,7 +72,23 @@ class PerceiverPreTrainedModel(PreTrainedModel):
         return cls(cls.config_class(model_config=backend_model.config, **config_kwargs), backend_model)
 
     def get_input_embeddings(self) -> nn.Embedding:
-        return self.backend_model.input_adapter.txt_embedding
+        return self.backend_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.backend_model.set_input_embeddings(value)
+        self.config.model_config = dataclasses.asdict(self.backend_model.config)  # saved with the new vocab_size
+
+    def get_output_embeddings(self) -> Optional[nn.Module]:
+        """The untied output projection, if the backend has one (a tied one follows the input embedding)."""
+        getter = getattr(self.backend_model, "get_output_embeddings", None)
+        return getter() if getter is not None else None
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.backend_model.set_output_embeddings(value)
+
+    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None, every_n_layers=1):
+        # the backend checkpoints each layer with torch's non-reentrant checkpoint; the function passed is not used
+        set_activation_checkpointing(self.backend_model, enable)
 
 
 def register_auto_classes() -> None:

@@ -8,6 +8,7 @@ Dimensions:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar, Mapping, Optional, Union
 
@@ -103,6 +104,17 @@ class CausalLanguageModel(PerceiverAR):
         self.out_norm = nn.LayerNorm(config.num_channels) if config.output_norm else None
         self.output_adapter = TiedTokenOutputAdapter(input_adapter.txt_embedding, bias=config.output_bias)
         init_parameters(self, config.init_scale)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding (V, C); the output projection is tied to it."""
+        return self.input_adapter.txt_embedding
+
+    def set_input_embeddings(self, embedding: nn.Embedding) -> None:
+        """Use ``embedding`` (V', C) as the token embedding, the tied output projection included (a resized
+        vocabulary: ``config.vocab_size`` becomes V')."""
+        self.input_adapter.set_embedding(embedding)
+        self.output_adapter.tie(embedding)
+        self.config = dataclasses.replace(self.config, vocab_size=embedding.num_embeddings)
 
     def forward(
         self,
