@@ -1,5 +1,6 @@
-"""The training scripts of ``docs/model-construction.md`` (perceiver-io 0.11's documented ``mlm.py`` and ``clm.py``,
-verbatim) train for 2 steps with the documented command lines, each in its own process."""
+"""The training scripts of ``docs/model-construction.md`` (``mlm.py`` and ``clm.py`` written like perceiver-io 0.11's
+documented ones: same imports, links, defaults and calls) train for 2 steps with the documented command lines, each in
+its own process."""
 
 from __future__ import annotations
 
