@@ -59,8 +59,8 @@ class TrainingRun:
 
     @classmethod
     def resume(cls, task: str | Task, run_dir: str | Path, **kwargs) -> "TrainingRun":
-        """The run of ``run_dir`` continued from its latest checkpoint (``paths.latest_checkpoint``)."""
-        ckpt = paths.latest_checkpoint(run_dir)
+        """The run of ``run_dir`` continued from its checkpoint (``paths.resume_checkpoint``)."""
+        ckpt = paths.resume_checkpoint(run_dir)
         if ckpt is None:
             raise FileNotFoundError(f"{run_dir} has no checkpoint to resume from")
         if not Path(run_dir, "config.yaml").is_file():

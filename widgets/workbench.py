@@ -346,7 +346,7 @@ class Workbench:
         self.stop_button.disabled = not live
         self.start_button.disabled = bool(self.error_list or self.start_errors) or self.running
         self.resume_button.disabled = live or state not in ("stopped", "failed") or (
-            self.run_dir is None or paths.latest_checkpoint(self.run_dir) is None)
+            self.run_dir is None or paths.resume_checkpoint(self.run_dir) is None)
 
     def _ended(self) -> None:
         self.validate()  # the run directory may now hold a run

@@ -189,6 +189,22 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Optional[Path]:
     return max(ckpts, key=lambda p: p.stat().st_mtime_ns) if ckpts else None
 
 
+def resume_checkpoint(run_dir: str | os.PathLike) -> Optional[Path]:
+    """The checkpoint to resume a run from: the one its ``status.json`` names (written at Stop, where the run
+    continues exactly; the loop's own ``last.ckpt`` written after it would count the epoch as done), else the newest
+    one (``interrupted.ckpt`` after Ctrl-C, SIGTERM or an error)."""
+    import json
+
+    run_dir = Path(run_dir)
+    try:
+        named = json.loads((run_dir / "status.json").read_text()).get("checkpoint")
+    except (OSError, ValueError):
+        named = None
+    if named and (run_dir / named).is_file():
+        return run_dir / named
+    return latest_checkpoint(run_dir)
+
+
 def process_rank() -> int:
     """The global rank of this process as launchers announce it (torchrun, SLURM, Lightning's DDP), 0 if none."""
     for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "JSM_NAMESPACE_RANK"):

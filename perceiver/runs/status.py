@@ -8,6 +8,7 @@ Fields::
     error         the exception in one line, e.g. "ValueError: data.max_seq_len=... exceeds ..." (failed runs)
     error_tail    the last lines of the output or traceback (failed runs)
     step, max_steps
+    checkpoint    the checkpoint a resumed run continues exactly from, relative to the run directory (after Stop)
     task, run_dir, pid, host, started_at, updated_at (seconds since the epoch)
 
 The journal (``perceiver.training.journal.RunJournal``) writes it during training; the CLI when a run fails before
@@ -51,11 +52,12 @@ def write(run_dir: str | os.PathLike, /, **fields: Any) -> dict[str, Any]:
         status = json.loads(path.read_text())
     except (OSError, ValueError):
         status = {}
-    status.update(fields, updated_at=time.time())
+    now = time.time()
+    status.update(fields, updated_at=now)
     if fields.get("status") == "running":  # this process runs it (a resumed run keeps its first start time)
         status.setdefault("pid", os.getpid())
         status.setdefault("host", socket.gethostname())
-        status.setdefault("started_at", time.time())
+        status.setdefault("started_at", now)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(status, indent=1))

@@ -93,7 +93,7 @@ class TaskCLI(LightningCLI):
         return parser
 
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand]
+        config = self.config[self.subcommand] if self.subcommand else self.config  # run=False: no subcommand
         trainer = config.trainer
         for key, value in resolve_devices(trainer.devices, trainer.accelerator, log=_rank_zero_print).items():
             setattr(trainer, key, value)

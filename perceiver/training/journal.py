@@ -88,12 +88,17 @@ class RunJournal(Callback):
         self._created = time.time()
         self._task: Optional[str] = None
         self._earlier_run = False
+        self._saved_at: Optional[int] = None
 
     # --- files ------------------------------------------------------------------------------------------------------
 
     @property
     def stop_path(self) -> Path:
         return self.run_dir / "STOP"
+
+    @property
+    def final_checkpoint(self) -> Path:
+        return self.run_dir / "checkpoints" / "final.ckpt"
 
     def _append(self, name: str, record: dict) -> None:
         with open(self.run_dir / name, "a") as f:
@@ -132,7 +137,7 @@ class RunJournal(Callback):
         if not trainer.is_global_zero:
             return
         self._status(trainer, status="running", task=self._task, run_dir=str(self.run_dir), reason=None, error=None,
-                     error_tail=None, pid=os.getpid(), host=socket.gethostname(),
+                     error_tail=None, checkpoint=None, pid=os.getpid(), host=socket.gethostname(),
                      **({} if trainer.global_step else {"started_at": time.time()}))
         self._write_json("env.json", {"task": self._task, "run_dir": str(self.run_dir), **environment(trainer)})
         self._attention_input = self._fixed_input(trainer)
@@ -188,8 +193,11 @@ class RunJournal(Callback):
         if self.stop_file_check:
             stop = trainer.strategy.reduce_boolean_decision(self.stop_path.exists(), all=False)
             if stop and not trainer.should_stop:
+                # saved here, mid-epoch, where a resumed run continues exactly (a checkpoint saved after the loop
+                # ends would count the epoch as finished); a collective under DDP: every rank calls it
+                trainer.save_checkpoint(str(self.final_checkpoint))
                 trainer.should_stop = True
-                self.status, self.reason = "stopped", "STOP file"
+                self.status, self.reason, self._saved_at = "stopped", "STOP file", step
                 if trainer.is_global_zero:
                     print(f"[journal] stop requested; ending after step {step}", flush=True)
 
@@ -233,14 +241,15 @@ class RunJournal(Callback):
 
     def _finish(self, trainer, pl_module, status: str, checkpoint: bool = True, **error: str) -> None:
         self.status = status
-        if checkpoint:  # a collective under DDP: every rank calls it
-            trainer.save_checkpoint(str(self.run_dir / "checkpoints" / "final.ckpt"))
+        if checkpoint and self._saved_at != trainer.global_step:  # a collective under DDP: every rank calls it
+            trainer.save_checkpoint(str(self.final_checkpoint))
         if not trainer.is_global_zero:
             return
         if self._attention_input is not None:
             self.write_attention(trainer, pl_module)
         self._write_json("metrics.json", self.summary())
-        self._status(trainer, status=status, reason=self.reason if status == "stopped" else None, **error)
+        resume = {"checkpoint": str(self.final_checkpoint.relative_to(self.run_dir))} if self._saved_at is not None else {}
+        self._status(trainer, status=status, reason=self.reason if status == "stopped" else None, **resume, **error)
         print(f"[journal] {status} at step {trainer.global_step}; metrics: {self.run_dir / 'metrics.json'}", flush=True)
 
     def summary(self) -> dict[str, Any]:
