@@ -56,13 +56,15 @@ def curves(run_dir: Path, task) -> Optional[Figure]:
     for ax, (key, title) in zip(fig.subplots(1, len(panels)), panels):
         train_key = key if key in ("lr", "tokens_per_s") else f"train_{key}"
         points = [(r["step"], r[train_key]) for r in train if r.get(train_key) is not None]
-        if points:
-            ax.plot(*zip(*points), lw=1, label="train")
-        vals = [(r["step"], r[f"val_{key}"]) for r in val if f"val_{key}" in r]
+        if points:  # a single point is a marker (a line through one point would be invisible, its legend entry not)
+            ax.plot(*zip(*points), lw=1, marker="o" if len(points) == 1 else None, ms=3, label="train")
+        vals = [(r["step"], r[f"val_{key}"]) for r in val if r.get(f"val_{key}") is not None]
         if vals:
             ax.plot(*zip(*vals), "o-", label="validation")
         if points and vals:
             ax.legend(fontsize=8)
+        elif not points and not vals:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="#888")
         _style(ax, title)
     return fig
 
@@ -87,9 +89,15 @@ def attention_plot(weights: np.ndarray, labels: list[str], title: str, note: str
         every = max(1, -(-j // max_labels))
         ticks = list(range(0, j, every))
         ax.set_xticks(ticks, [labels[t] for t in ticks], fontsize=8, fontfamily="monospace")
-        ax.set_xlabel("key" + ("" if every == 1 else f" (one label per {every} of {j})"), fontsize=8)
+        ax.set_xlabel("key" + ("" if every == 1 else f" (every {ordinal(every)} of {j} labelled)"), fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
     return fig
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st, ..."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def byte_attention(run_dir: Path, task=None) -> Optional[Figure]:

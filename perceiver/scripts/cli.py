@@ -67,7 +67,9 @@ class TaskCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "{step}"})
+        # one run per directory: a resumed run overwrites its own last.ckpt instead of writing last-v1.ckpt beside it
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "{step}",
+                             "checkpoint.enable_version_counter": False})
         # every step's loss reaches the loggers (Lightning's default of 50 hides short runs entirely)
         parser.set_defaults({"trainer.log_every_n_steps": 1})
         for data_arg, model_arg in self.task.parse_links.items():

@@ -24,8 +24,8 @@ REFERENCE = Path(__file__).parent / "reference"
 LOSS_DROP = 1.0  # nats between the first and the final training loss
 REL_TOL = 0.02
 TINY = {"max_steps": 20, "max_seq_len": 128, "batch_size": 8, "seed": 0, "devices": -1}
-RUN_FILES = ["config.yaml", "config.resolved.yaml", "metrics.json", "metrics.jsonl", "env.json", "train.log",
-             "plots/curves.png", "plots/attention.png", "checkpoints/final.ckpt", "samples.jsonl"]
+RUN_FILES = ["config.yaml", "status.json", "metrics.json", "metrics.jsonl", "env.json", "train.log",
+             "plots/curves.png", "plots/byte_attention.png", "checkpoints/final.ckpt", "samples.jsonl"]
 
 
 def papermill(notebook: str, out: Path, params: dict, cwd: Path) -> subprocess.Popen:
@@ -72,6 +72,7 @@ def test_training_notebook(runs, task):
     assert list((run / "attention").glob("step-*.npz"))
     m = json.loads((run / "metrics.json").read_text())
     assert m["status"] == "completed" and m["steps"] == TINY["max_steps"]
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
     first, final = m["first_train_loss"], m["final"]["train_loss"]
     assert first - final >= LOSS_DROP, f"loss fell only from {first:.3f} to {final:.3f}"
     assert m["tokens_per_s"] > 0 and m["wall_s"] > 0 and "val_loss" in m["final"]
@@ -90,7 +91,7 @@ def test_training_notebook(runs, task):
         assert value == pytest.approx(ref[key], rel=REL_TOL), f"{key}: {value} vs reference {ref[key]}"
 
     out = runs / f"train_{task}.ipynb"
-    assert png_outputs(out) >= 2  # loss curves and attention map stay in the executed notebook
+    assert png_outputs(out) == 2  # loss curves and attention map stay in the executed notebook, once each
     text = text_outputs(out)
     assert "No GPU found; training on 1 CPU device." in text or "GPU" in text
     assert "[journal] step" in text and "sample at step" in text
