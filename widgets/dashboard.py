@@ -144,7 +144,10 @@ class Dashboard:
         path = self.run_dir / "train.log" if self.run_dir is not None else None
         if path is None or not path.is_file():
             return ""
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        from widgets.runner import NOISE
+
+        lines = [line for line in path.read_text(errors="replace").splitlines()
+                 if line.strip() and not any(n in line for n in NOISE)]
         return "\n".join(lines[-self.log_lines:])
 
     def describe(self, status: dict) -> str:

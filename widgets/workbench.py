@@ -92,8 +92,8 @@ class Workbench:
         self.preset_note.value = ""
         self.dashboard = Dashboard(None, self.task)
         latest = paths.latest_run(self.run_dir_text.value, self.task.name)
-        if latest is not None:  # e.g. after a kernel restart: show the last run, live if it still runs
-            self.show_run(latest)
+        if latest is not None:  # e.g. after a kernel restart: show the last run, live if it still runs (the form
+            self.show_run(latest, load_settings=False)  # keeps the settings given here: they are what Start uses)
         self.preset_select.observe(lambda c: self.apply_preset(c["new"]), names="value")
         self.model_form.observe(self.validate)
         self.settings_form.observe(self.validate)
@@ -315,12 +315,12 @@ class Workbench:
             self.dashboard.follow(self.run_, on_end=self._ended)
         return self.run_
 
-    def show_run(self, run_dir: str | Path) -> None:
-        """Show the run in ``run_dir`` (its settings in the form, its status and figures in the dashboard); follow
-        it while it runs."""
+    def show_run(self, run_dir: str | Path, load_settings: bool = True) -> None:
+        """Show the run in ``run_dir``: its status and figures in the dashboard, followed while it runs, and with
+        ``load_settings`` its model and settings in the form."""
         run_dir = Path(run_dir)
         cfg_path = run_dir / "config.yaml"
-        if cfg_path.is_file():
+        if load_settings and cfg_path.is_file():
             cfg = yaml.safe_load(cfg_path.read_text()) or {}
             self._quiet = True
             try:

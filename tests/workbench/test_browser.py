@@ -57,8 +57,13 @@ def jupyterlab():
            f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={tmp_path}", "--ServerApp.port_retries=0",
            "--allow-root", "--LabApp.news_url=None",
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    # every cell in the page (JupyterLab leaves cells outside the viewport unrendered by default, e.g. after a reload)
+    settings = tmp_path / ".jupyterlab-settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     # runs go below this directory, as they go below the repository root in a checkout
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / ".jupyter-config"), "PERCEIVER_ROOT": str(tmp_path)}
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / ".jupyter-config"), "PERCEIVER_ROOT": str(tmp_path),
+           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / ".jupyterlab-settings")}
     log = open(tmp_path / "jupyterlab.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -133,6 +138,11 @@ def dismiss_dialogs(page, wait_s: float = 8.0) -> None:
     news = page.locator(".jp-toast-button").filter(has_text="No")
     if news.count():
         news.first.click()
+
+
+def scroll_to_the_end(page) -> None:
+    page.evaluate("() => document.querySelectorAll('.jp-WindowedPanel-outer').forEach("
+                  "e => { e.scrollTop = e.scrollHeight; })")
 
 
 def run_all(page) -> None:
@@ -238,6 +248,7 @@ def test_reload_then_reattach(page, jupyterlab):
     time.sleep(2)
     page.reload()
     open_notebook(page)
+    scroll_to_the_end(page)
     # the widgets come back with the kernel's state, and the dashboard's thread keeps them current
     start_button(page).wait_for(timeout=2 * MINUTE)
     assert "running" in status_text(page)
@@ -265,6 +276,7 @@ def test_a_second_run_never_mixes_with_the_first(page, jupyterlab):
     wait_for_new_curves(page)
     button(page, "Stop").click()
     page.get_by_text(re.compile(r"stopped at step \d+/\d+")).first.wait_for(timeout=3 * MINUTE)
+    wait_enabled(page, "Resume", timeout=3 * MINUTE)  # the process has ended
     page.locator(".widget-image").first.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "browser.png"), full_page=True)
     print(f"screenshots: {ARTIFACTS / 'browser-reattached.png'}, {ARTIFACTS / 'browser.png'}", flush=True)

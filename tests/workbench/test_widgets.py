@@ -215,7 +215,10 @@ def test_attach_shows_the_status_curves_and_error_of_a_run(clm, monkeypatch, tmp
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     run_status.write(run, status="failed", step=5, max_steps=77, task="clm",
                      **run_status.error_fields("Traceback (most recent call last):\nValueError: the reason"))
-    wb = Workbench.attach("runs/clm")
+    fresh = Workbench("clm", max_steps=5)  # a new notebook: shows the latest run, keeps the settings it was given
+    assert fresh.run_dir == run and fresh.settings()["max_steps"] == 5
+    assert "failed at step 5/77" in fresh.dashboard.status_html.value
+    wb = Workbench.attach("runs/clm")  # the run's own settings too
     assert wb.run_dir == run and wb.settings()["max_steps"] == 77
     assert "failed at step 5/77: ValueError: the reason" in wb.dashboard.status_html.value
     assert bytes(wb.dashboard.areas["curves"].image.value).startswith(b"\x89PNG")
