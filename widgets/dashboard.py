@@ -20,7 +20,8 @@ import ipywidgets as w
 from matplotlib.figure import Figure
 
 from perceiver.runs import status as run_status
-from perceiver.runs.figures import curves, png, read_jsonl
+from perceiver.runs.figures import curves, figures, png, read_jsonl
+from perceiver.runs.figures import save as save_figures
 from perceiver.tasks import Task, load_object
 
 __all__ = ["Dashboard", "png", "read_jsonl"]
@@ -106,11 +107,7 @@ class Dashboard:
         return {fn.__name__: fn for fn in fns}
 
     def figures(self) -> dict[str, Figure]:
-        if self.run_dir is None:
-            return {}
-        out = {"curves": curves(self.run_dir, self.task)}
-        out.update({name: fn(self.run_dir, self.task) for name, fn in self.figure_functions().items()})
-        return {name: fig for name, fig in out.items() if fig is not None}
+        return figures(self.run_dir, self.task) if self.run_dir is not None else {}
 
     def refresh(self) -> None:
         """Redraw what changed in the run directory."""
@@ -179,15 +176,7 @@ class Dashboard:
 
     def save(self) -> dict[str, Path]:
         """Write the final figures as ``plots/<name>.png`` in the run directory."""
-        out = {}
-        if self.run_dir is None:
-            return out
-        (self.run_dir / "plots").mkdir(parents=True, exist_ok=True)
-        for name, fig in self.figures().items():
-            path = self.run_dir / "plots" / f"{name}.png"
-            path.write_bytes(png(fig))
-            out[name] = path
-        return out
+        return save_figures(self.run_dir, self.task) if self.run_dir is not None else {}
 
     # --- following a run ------------------------------------------------------------------------------------------
 

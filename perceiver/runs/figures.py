@@ -100,6 +100,29 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
+def figures(run_dir: Path, task) -> dict[str, Figure]:
+    """:func:`curves` and the task's figures (``Task.figures``) of a run directory, by name; those with nothing to
+    draw yet are left out."""
+    from perceiver.tasks import load_object
+
+    out = {"curves": curves(run_dir, task)}
+    for path in task.figures:
+        fn = load_object(path)
+        out[fn.__name__] = fn(run_dir, task)
+    return {name: fig for name, fig in out.items() if fig is not None}
+
+
+def save(run_dir: Path, task) -> dict[str, Path]:
+    """Write :func:`figures` as ``plots/<name>.png`` in the run directory (every run does at its end)."""
+    out = {}
+    for name, fig in figures(run_dir, task).items():
+        path = Path(run_dir, "plots", f"{name}.png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png(fig))
+        out[name] = path
+    return out
+
+
 def byte_attention(run_dir: Path, task=None) -> Optional[Figure]:
     """The latest attention map the journal saved (``attention/step-<k>.npz``), over the input bytes."""
     path = latest_attention(run_dir)

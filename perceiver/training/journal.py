@@ -20,7 +20,7 @@ the repository root)::
     checkpoints/              last.ckpt and step=<k>.ckpt (ModelCheckpoint), final.ckpt (end of training, also after
                               Stop), interrupted.ckpt (Ctrl-C, SIGTERM)
     logs/                     the Lightning loggers' files (TensorBoard events, csv/metrics.csv, hparams.yaml)
-    plots/<figure>.png        the final figures (written by the workbench and papermill runs)
+    plots/<figure>.png        the final figures (loss curves and the task's figures), at the end
     train.log                 the process output (workbench and papermill runs)
     STOP                      created by the workbench's Stop button: training ends after the current step
 
@@ -51,6 +51,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from perceiver.runs import status as run_status
 from perceiver.runs.paths import RunDirError
+from perceiver import tasks
 from perceiver.tasks import task_of
 
 PACKAGES = ["perceiver", "torch", "pytorch-lightning", "transformers", "datasets", "numpy", "jsonargparse", "ipywidgets"]
@@ -248,9 +249,24 @@ class RunJournal(Callback):
         if self._attention_input is not None:
             self.write_attention(trainer, pl_module)
         self._write_json("metrics.json", self.summary())
+        self._save_figures()
         resume = {"checkpoint": str(self.final_checkpoint.relative_to(self.run_dir))} if self._saved_at is not None else {}
         self._status(trainer, status=status, reason=self.reason if status == "stopped" else None, **resume, **error)
         print(f"[journal] {status} at step {trainer.global_step}; metrics: {self.run_dir / 'metrics.json'}", flush=True)
+
+    def _save_figures(self) -> None:
+        """``plots/*.png`` (``perceiver.runs.figures``; skipped without Matplotlib, an optional dependency)."""
+        task = tasks.get(self._task) if self._task else None
+        if task is None:
+            return
+        try:
+            from perceiver.runs.figures import save
+        except ImportError:
+            return
+        try:
+            save(self.run_dir, task)
+        except Exception as e:  # a figure must never hide how the run ended
+            print(f"[journal] could not draw the figures: {type(e).__name__}: {e}", flush=True)
 
     def summary(self) -> dict[str, Any]:
         """Final and per-step values (the content of ``metrics.json``)."""

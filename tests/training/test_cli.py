@@ -132,6 +132,7 @@ def test_fit_writes_logs_samples_checkpoints_and_links_cosine_steps(dataset_dir,
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "train_loss" in r] == [1, 2, 3] and "train_bpb" in records[0]
     assert (run / "samples.jsonl").is_file() and (run / "checkpoints" / "final.ckpt").is_file()
+    assert (run / "plots" / "curves.png").is_file() and (run / "plots" / "byte_attention.png").is_file()
 
 
 def test_a_run_directory_is_never_reused_by_accident(dataset_dir, tmp_path, monkeypatch):
