@@ -1,2 +1,3 @@
-"""Run directories: what a training run leaves behind (written by ``perceiver.training.journal.RunJournal``) and the
-figures drawn from it."""
+"""Run directories: where runs live and the rules that keep them apart (``paths``), what a run is doing
+(``status``), and the figures drawn from a run directory (``figures``). The files themselves are written by
+``perceiver.training.journal.RunJournal``, whose docstring lists them."""
