@@ -65,6 +65,9 @@ def task_main(task: str):
         if isinstance(argv, (list, tuple)) and list(argv) in HELP_FLAGS:
             print(quick_help(get(task)))
             raise SystemExit(0)
+        if isinstance(argv, (list, tuple)) and not argv and kwargs.get("run", True):
+            print(quick_help(get(task)), file=sys.stderr)  # a subcommand is required, as for argparse: exit 2
+            raise SystemExit(2)
         from perceiver.scripts.cli import TaskCLI
 
         return TaskCLI(task, args=args, **kwargs)
