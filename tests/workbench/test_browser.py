@@ -140,11 +140,6 @@ def dismiss_dialogs(page, wait_s: float = 8.0) -> None:
         news.first.click()
 
 
-def scroll_to_the_end(page) -> None:
-    page.evaluate("() => document.querySelectorAll('.jp-WindowedPanel-outer').forEach("
-                  "e => { e.scrollTop = e.scrollHeight; })")
-
-
 def run_all(page) -> None:
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_text("Run All Cells", exact=True).click()
@@ -248,9 +243,9 @@ def test_reload_then_reattach(page, jupyterlab):
     time.sleep(2)
     page.reload()
     open_notebook(page)
-    scroll_to_the_end(page)
     # the widgets come back with the kernel's state, and the dashboard's thread keeps them current
-    start_button(page).wait_for(timeout=2 * MINUTE)
+    start_button(page).wait_for(state="attached", timeout=3 * MINUTE)
+    start_button(page).scroll_into_view_if_needed()
     assert "running" in status_text(page)
     wait_for_new_curves(page, first)
     page.locator(".widget-image").first.scroll_into_view_if_needed()
