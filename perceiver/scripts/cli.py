@@ -61,7 +61,8 @@ class TaskCLI(LightningCLI):
             save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
             parser_kwargs={"default_env": False, "description": entry.description(self.task),
                            "epilog": entry.epilog(self.task), **raw,
-                           "fit": {"epilog": data_help(self.task), **raw}},
+                           "fit": {"description": f"{entry.SUBCOMMANDS['fit']}\n\n{entry.description(self.task)}",
+                                   "epilog": data_help(self.task), **raw}},
             **kwargs,
         )
 

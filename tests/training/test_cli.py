@@ -187,6 +187,7 @@ def test_fit_help_lists_the_data_options(capsys):
     for option in ("--data.source", "--data.max_seq_len (default: 2048)", "--data.batch_size", "--data.mask_prob"):
         assert option in data
     assert "--run_dir" in out and "--journal.attention_every" in out
+    assert "Perceiver masked language model (Perceiver IO)" in out.split("options:")[0]
 
 
 @pytest.mark.slow
