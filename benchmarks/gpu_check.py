@@ -106,9 +106,8 @@ def stages(args, out: Path) -> list[Stage]:
 
     def cli(name: str, max_steps: int, *extra: str) -> Stage:
         run = out / name
-        journal = ["--trainer.callbacks+=perceiver.training.journal.RunJournal", f"--trainer.callbacks.run_dir={run}",
-                   "--trainer.callbacks.attention_every=0", "--trainer.callbacks.progress_every=20",
-                   f"--trainer.default_root_dir={run}", f"--trainer.max_steps={max_steps}"]
+        journal = [f"--run_dir={run}", "--journal.attention_every=0", "--journal.progress_every=20",
+                   f"--trainer.max_steps={max_steps}"]
         return Stage(name, [py, "-m", "perceiver.scripts.text.clm", "fit", *data, *trainer, *journal, *extra], 300,
                      lambda output, _: run_directory(output, run))
 

@@ -352,11 +352,11 @@ def _(tmp):
 
 def cli(tmp: Path, *args: str, task: str = "clm", fit: bool = False):
     """The task's CLI with a small model on the sample; ``fit`` runs the subcommand (else only builds)."""
-    from perceiver.scripts.cli import task_main
+    from perceiver.scripts.entry import task_main
 
     base = ["--data.source=sample", f"--data.dataset_dir={tmp / 'data'}", "--data.max_seq_len=64",
             "--data.num_workers=0", *cli_args(task), "--trainer.accelerator=cpu", "--trainer.max_steps=2",
-            f"--trainer.default_root_dir={tmp}", "--trainer.enable_progress_bar=false"]
+            "--trainer.enable_progress_bar=false", *([f"--run_dir={tmp / 'run'}"] if fit else [])]
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr), pytest.MonkeyPatch.context() as mp:
