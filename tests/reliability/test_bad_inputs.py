@@ -433,6 +433,19 @@ def _(tmp):
     cli(tmp, "--trainer.max_steps=abc")
 
 
+@case("cli-trainer-devices-invalid")
+def _(tmp):
+    cli(tmp, "--trainer.devices=abc")
+
+
+@case("cli-run-dir-holds-a-run")
+def _(tmp):
+    from perceiver.runs import status
+
+    status.write(tmp / "run", status="completed", step=2, max_steps=2)  # an earlier run in the directory
+    cli(tmp, fit=True)
+
+
 @case("cli-resume-truncated-checkpoint")
 def _(tmp):
     path = saved_clm(tmp, "last.ckpt")
