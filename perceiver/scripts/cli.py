@@ -107,14 +107,16 @@ class TaskCLI(LightningCLI):
         if "weights_only" in self._subcommand_method_arguments[subcommand]:
             # --ckpt_path never unpickles code; our checkpoints hold only tensors and plain data
             parser.set_defaults(weights_only=True)
-        if subcommand == "fit":
-            parser.add_argument("--run_dir", type=str, default=paths.DEFAULT_RUN_DIR,
-                                help="Run directory, relative to the repository root ($PERCEIVER_ROOT); {task} and "
-                                     "{time} are filled in, and a path with {time} is a new directory for every run.")
-            parser.add_argument("--overwrite", type=bool, default=False,
-                                help="Replace the run in --run_dir if it holds one (otherwise fit refuses, unless "
-                                     "--ckpt_path resumes a checkpoint of that run).")
-            parser.add_class_arguments(RunJournal, "journal", skip={"run_dir"}, instantiate=False)
+        # the run directory's options; the other subcommands accept (and ignore) them, so that a run's config.yaml
+        # or an exported one also works with validate/test/predict --config
+        note = "" if subcommand == "fit" else " (fit only)"
+        parser.add_argument("--run_dir", type=str, default=paths.DEFAULT_RUN_DIR,
+                            help="Run directory, relative to the repository root ($PERCEIVER_ROOT); {task} and {time} "
+                                 f"are filled in, and a path with {{time}} is a new directory for every run{note}.")
+        parser.add_argument("--overwrite", type=bool, default=False,
+                            help="Replace the run in --run_dir if it holds one (otherwise fit refuses, unless "
+                                 f"--ckpt_path resumes a checkpoint of that run){note}.")
+        parser.add_class_arguments(RunJournal, "journal", skip={"run_dir"}, instantiate=False)
         return parser
 
     def before_instantiate_classes(self) -> None:
