@@ -8,7 +8,14 @@ from perceiver.model.core.adapter import (
     TrainableQueryProvider,
 )
 from perceiver.model.core.attention import LayerKV, MultiHeadAttention, attention_mask, causal_mask, record_attention
-from perceiver.model.core.config import ConfigError, DecoderConfig, EncoderConfig, PerceiverARConfig, PerceiverIOConfig
+from perceiver.model.core.config import (
+    ClassificationDecoderConfig,
+    ConfigError,
+    DecoderConfig,
+    EncoderConfig,
+    PerceiverARConfig,
+    PerceiverIOConfig,
+)
 from perceiver.model.core.layers import MLP, CrossAttentionLayer, SelfAttentionBlock, SelfAttentionLayer
 from perceiver.model.core.perceiver_ar import KVCache, PerceiverAR
 from perceiver.model.core.perceiver_io import PerceiverDecoder, PerceiverEncoder, PerceiverIO
@@ -22,7 +29,7 @@ from perceiver.model.core.position import (
 )
 
 __all__ = [
-    "ClassificationOutputAdapter", "ConfigError", "CrossAttentionLayer", "DecoderConfig", "EncoderConfig", "FourierPositionEncoding",
+    "ClassificationDecoderConfig", "ClassificationOutputAdapter", "ConfigError", "CrossAttentionLayer", "DecoderConfig", "EncoderConfig", "FourierPositionEncoding",
     "InputAdapter", "KVCache", "LayerKV", "MLP", "MultiHeadAttention", "OutputAdapter", "PerceiverAR",
     "PerceiverARConfig", "PerceiverDecoder", "PerceiverEncoder", "PerceiverIO", "PerceiverIOConfig", "Preset",
     "QueryProvider",
