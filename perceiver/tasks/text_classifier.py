@@ -25,8 +25,8 @@ TASK = Task(
         ),
         "tiny CPU": RunPreset(
             model="tiny",
-            settings={"max_seq_len": 256, "batch_size": 16, "max_steps": 200, "lr": 1e-3, "precision": "32-true"},
-            extra={"trainer": {"val_check_interval": 20}, "journal": {"attention_every": 25},
+            settings={"max_seq_len": 256, "batch_size": 16, "max_steps": 300, "lr": 1e-3, "precision": "32-true"},
+            extra={"trainer": {"val_check_interval": 30, "gradient_clip_val": 1.0}, "journal": {"attention_every": 30},
                    "lr_scheduler": WARMUP_COSINE},
         ),
     },

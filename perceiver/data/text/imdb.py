@@ -78,7 +78,13 @@ class ImdbDataModule(TextDataModule):
         return sources.hub_identity(self.hub_path, "plain_text", self.revision)
 
     def load_hub_source(self) -> DatasetDict:
-        dsd = sources.load_hub(self.hub_path, "plain_text", self.revision)
+        try:
+            dsd = sources.load_hub(self.hub_path, "plain_text", self.revision)
+        except sources.HubUnreachableError as e:
+            raise sources.HubUnreachableError(
+                f"IMDb ({self.hub_path}): {e} Here --data.source=sample is the 200 labelled movie-review sentences "
+                f"shipped with gensim; a local path may hold labelled text (see ImdbDataModule)."
+            ) from None
         if self.task == "clf":
             return DatasetDict(train=dsd["train"], validation=dsd["test"])
         return DatasetDict(train=dsd["unsupervised"], validation=dsd["test"])
