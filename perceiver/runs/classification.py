@@ -59,5 +59,5 @@ def confusion_matrix(run_dir: Path, task=None) -> Optional[Figure]:
     counts = confusion_counts(labels, predictions, len(names))
     accuracy = float(np.trace(counts)) / max(int(counts.sum()), 1)
     step = int(path.stem.split("-")[1])
-    return confusion_plot(counts, names, f"validation confusion matrix at step {step} "
-                                         f"({len(labels)} examples, accuracy {accuracy:.1%})")
+    return confusion_plot(counts, names, f"validation at step {step}\n"
+                                         f"{len(labels)} examples, accuracy {accuracy:.1%}")

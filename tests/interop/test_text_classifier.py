@@ -116,6 +116,17 @@ def test_encoder_from_deepmind_weights(tmp_path, seed):
     assert encoders_equal(LitTextClassifier.create(config).model.encoder, converted.encoder)
 
 
+def test_mlm_params_from_deepmind_weights(tmp_path, seed):
+    """The same mapping makes ``--model.params`` of the masked language model accept DeepMind's weights."""
+    hf = PerceiverForMaskedLM(PerceiverConfig(d_model=32, d_latents=32, num_latents=8, num_blocks=1,
+                                              num_self_attends_per_block=1, num_self_attention_heads=4,
+                                              num_cross_attention_heads=4, vocab_size=262,
+                                              max_position_embeddings=48))
+    hf.save_pretrained(tmp_path)
+    lit = LitMaskedLanguageModel.create(convert_config(hf), params=str(tmp_path))
+    assert encoders_equal(lit.model, convert_hf_model(hf))
+
+
 def test_encoder_hub_id_offline_fails_fast():
     config = TextClassifierConfig.from_preset("tiny", encoder={"params": "deepmind/language-perceiver"})
     start = time.monotonic()
@@ -181,6 +192,10 @@ def test_hf_round_trip_and_text_classification_pipeline(wrapped, tmp_path):
         assert scores["negative"] == pytest.approx(p[0].item(), abs=1e-6)
         assert scores["positive"] == pytest.approx(p[1].item(), abs=1e-6)
     assert len({round(p[1].item(), 6) for p in probs}) == 2  # the two texts are told apart
+
+
+def test_hf_input_embeddings(wrapped):
+    assert wrapped.get_input_embeddings() is wrapped.backend_model.encoder.input_adapter.txt_embedding
 
 
 def test_hf_loss(wrapped):

@@ -21,6 +21,7 @@ import torch.nn as nn
 from perceiver.model.core import params
 from perceiver.model.core.config import ClassificationDecoderConfig
 from perceiver.model.text.classifier.backend import TextClassifier, TextClassifierConfig
+from perceiver.model.text.classifier.convert import map_hf_state_dict
 from perceiver.model.text.clm.backend import CausalLanguageModel, CausalLanguageModelConfig
 from perceiver.model.text.mlm.backend import (
     MaskedLanguageModel,
@@ -216,6 +217,10 @@ def load_params(
     allow: Iterable[type] = (),
 ) -> None:
     """:func:`perceiver.model.core.params.load_params` that also reads perceiver-io 0.11 directories, Hub ids and
-    Lightning checkpoints (what ``--model.params`` accepts)."""
-    params.load_params(model, source, field_hint, key_map=map_state_dict, prefix=prefix,
-                       allow=[*CKPT_ALLOWLIST, *allow])
+    Lightning checkpoints, and Hugging Face ``Perceiver*`` text models such as DeepMind's
+    ``deepmind/language-perceiver`` (what ``--model.params`` and ``--model.encoder.params`` accept)."""
+
+    def key_map(state: dict) -> dict:
+        return map_hf_state_dict(map_state_dict(state))
+
+    params.load_params(model, source, field_hint, key_map=key_map, prefix=prefix, allow=[*CKPT_ALLOWLIST, *allow])

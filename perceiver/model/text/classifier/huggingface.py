@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from transformers.modeling_outputs import SequenceClassifierOutput
 
@@ -46,6 +47,9 @@ class PerceiverTextClassifier(PerceiverPreTrainedModel):
 
     config_class = PerceiverTextClassifierConfig
     backend_class = TextClassifier
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.backend_model.encoder.input_adapter.txt_embedding
 
     def forward(
         self,

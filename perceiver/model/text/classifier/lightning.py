@@ -10,14 +10,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from perceiver.model.core import params
 from perceiver.model.core.config import ClassificationDecoderConfig
 from perceiver.model.text.classifier.backend import TextClassifier, TextClassifierConfig, classify, query_attention
-from perceiver.model.text.classifier.convert import map_hf_state_dict
 from perceiver.model.text.mlm.backend import TextEncoderConfig
 from perceiver.model.text.mlm.lightning import as_config
 from perceiver.model.text.mlm.lightning import field_hint as mlm_field_hint
-from perceiver.model.text.predecessor import CKPT_ALLOWLIST, load_params, map_state_dict
+from perceiver.model.text.predecessor import load_params  # core load_params + 0.11 and Hugging Face formats
 from perceiver.model.text.tokenizer import BYTE_TOKENIZER, token_labels
 from perceiver.training.module import LitModel
 
@@ -40,12 +38,7 @@ def load_encoder_params(model: TextClassifier, source: str) -> None:
     """Initialize the encoder of ``model`` from ``source``: a checkpoint, saved directory or run directory of our
     masked language model (or classifier), a perceiver-io 0.11 MLM directory or checkpoint, or DeepMind's weights (a
     local ``PerceiverForMaskedLM`` directory, or the Hub id ``deepmind/language-perceiver`` when online)."""
-
-    def key_map(state: dict) -> dict:
-        return map_hf_state_dict(map_state_dict(state))
-
-    params.load_params(model.encoder, source, lambda name: field_hint("encoder." + name), key_map=key_map,
-                       prefix="encoder.", allow=CKPT_ALLOWLIST)
+    load_params(model.encoder, source, lambda name: field_hint("encoder." + name), prefix="encoder.")
 
 
 class LitTextClassifier(LitModel):
