@@ -36,9 +36,12 @@ TASK = Task(
     examples=(
         "python -m perceiver.scripts.text.classifier fit --data.source=sample --data.max_seq_len=256 "
         "--model.num_latents=32 --model.num_latent_channels=128 --model.encoder.num_input_channels=64 "
-        "--model.encoder.num_self_attention_layers_per_block=3 --model.decoder.num_output_query_channels=128 "
-        "--trainer.max_steps=200",
+        "--model.encoder.num_cross_attention_heads=4 --model.encoder.num_self_attention_heads=4 "
+        "--model.encoder.num_cross_attention_qk_channels=null --model.encoder.num_cross_attention_v_channels=null "
+        "--model.encoder.num_self_attention_qk_channels=null --model.encoder.num_self_attention_v_channels=null "
+        "--model.encoder.num_self_attention_layers_per_block=3 --model.encoder.dropout=0.0 "
+        "--model.decoder.num_output_query_channels=128 --model.decoder.dropout=0.0 --trainer.max_steps=300",
         "python -m perceiver.scripts.text.classifier fit --model.encoder.params=deepmind/language-perceiver "
-        "--model.encoder.freeze=true --data.source=hub",
+        "--model.encoder.freeze=true --model.encoder.dropout=0.0 --data.source=hub --data.add_special_tokens=true",
     ),
 )

@@ -29,6 +29,9 @@ class ImdbDataModule(TextDataModule):
     ``decoder.num_classes`` and ``decoder.class_names``); for a local source they are read from its labels.
 
     Args:
+        source: ``"hub"`` (IMDb), ``"sample"`` (the 200 labelled movie-review sentences shipped with gensim, offline)
+            or the path of labelled text (a .csv/.jsonl/.parquet file or directory, class folders of .txt files, or a
+            dataset saved with ``save_to_disk``).
         task: ``"clf"`` (classification) or ``"mlm"`` (masked language modeling on the texts).
         class_names: The classes in label order. Hub and sample: new names of their two classes (e.g.
             ``[NEGATIVE, POSITIVE]``). Local sources: the classes to use and their order; string labels are matched
@@ -43,13 +46,14 @@ class ImdbDataModule(TextDataModule):
 
     def __init__(
         self,
+        source: str = "hub",
         task: Task = "clf",
         class_names: Optional[list[str]] = None,
         revision: Optional[str] = None,
         **kwargs: Any,
     ):
         self.revision = revision
-        super().__init__(task=task, **kwargs)
+        super().__init__(source=source, task=task, **kwargs)
         self._class_names: Optional[list[str]] = None
         if class_names is not None and self.source in ("hub", "sample") and len(class_names) != 2:
             raise ValueError(f"ImdbDataModule.class_names: source {self.source!r} has 2 classes (neg, pos), got "

@@ -155,6 +155,14 @@ def _read_saved(root: Path) -> tuple[dict[str, list[Part]], Optional[list[str]]]
     """The splits of a saved dataset, and the names of its ``ClassLabel`` label feature, if it has one."""
     loaded = datasets.load_from_disk(str(root))
     dsd = loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
+    valid = next((k for k in (*VALID_DIR_NAMES, "test") if k in dsd), None)
+    if "train" in dsd and valid is not None:  # other splits (e.g. IMDb's unlabelled "unsupervised") are left out
+        dsd = DatasetDict(train=dsd["train"], validation=dsd[valid])
+    elif len(dsd) == 1:
+        dsd = DatasetDict(train=next(iter(dsd.values())))
+    else:
+        raise LabelledSourceError(root, f"needs a 'train' and a 'validation' (or 'test') split, or one split; "
+                                        f"has {list(dsd)}")
     out, names = {}, None
     for split, ds in dsd.items():
         missing = [c for c in ("text", "label") if c not in ds.column_names]
