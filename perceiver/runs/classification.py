@@ -1,5 +1,6 @@
-"""Figures of a classifier's run directory, from the validation outputs the run journal saves
-(``validation/step-<k>.npz``: ``labels``, ``predictions`` and ``class_names``)."""
+"""Figures of a classifier's run directory, from the validation predictions the run journal saves
+(``records/predictions/step-<k>.npz``: ``labels``, ``predictions`` and ``class_names``; see the Lightning modules'
+``validation_records``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from matplotlib.figure import Figure
 
 
 def latest_validation(run_dir: Path) -> Optional[Path]:
-    found = sorted(Path(run_dir, "validation").glob("step-*.npz"))
+    found = sorted(Path(run_dir, "records", "predictions").glob("step-*.npz"))
     return found[-1] if found else None
 
 

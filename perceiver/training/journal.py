@@ -11,8 +11,8 @@ machine with a shared disk) and the notebook only reads files. Layout of ``run_d
     attention/step-<k>.npz    attention maps (H, I, J) of a fixed validation input, key labels and a title, if the
                               Lightning module provides them (``attention_maps``)
     samples.jsonl             validation samples (generated text or filled masks) per step
-    validation/step-<k>.npz   per-example outputs of the validation at step k (e.g. labels and predictions of a
-                              classifier), if the Lightning module provides them (``validation_outputs``)
+    records/<name>/step-<k>.npz  arrays of a validation for the task's figures (``validation_records``), e.g.
+                              the misclassified images of the image classifier
     checkpoints/final.ckpt    checkpoint at the end of training, also after Stop or Ctrl-C
     STOP                      created by the workbench's Stop button: training ends after the current step
 
@@ -95,7 +95,7 @@ class RunJournal(Callback):
             for name in ("metrics.jsonl", "samples.jsonl", "metrics.json"):
                 (self.run_dir / name).unlink(missing_ok=True)
             shutil.rmtree(self.run_dir / "attention", ignore_errors=True)
-            shutil.rmtree(self.run_dir / "validation", ignore_errors=True)
+            shutil.rmtree(self.run_dir / "records", ignore_errors=True)
             if self.stop_path.exists() and self.stop_path.stat().st_mtime < self._created:
                 self.stop_path.unlink()  # left over from an earlier run; a Stop during startup is kept
 
@@ -160,10 +160,9 @@ class RunJournal(Callback):
         sample = getattr(pl_module, "last_sample", None)
         if sample is not None:
             self._append("samples.jsonl", {"step": trainer.global_step, "text": sample})
-        outputs = getattr(pl_module, "validation_outputs", None)
-        arrays = outputs() if outputs is not None else None
-        if arrays is not None:
-            self._write_npz(Path("validation", f"step-{trainer.global_step:06d}.npz"), arrays)
+        records = getattr(pl_module, "validation_records", None)
+        for name, arrays in (records() if records is not None else {}).items():
+            self._write_npz(self.run_dir / "records" / name / f"step-{trainer.global_step:06d}.npz", arrays)
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         print(f"[journal] validation at step {trainer.global_step}: {summary}", flush=True)
         self._write_json("metrics.json", self.summary())
@@ -233,24 +232,24 @@ class RunJournal(Callback):
         if maps is None:
             return None
         path = self.run_dir / "attention" / f"step-{trainer.global_step:06d}.npz"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(".tmp-" + path.name)
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, weights=maps["weights"].float().cpu().numpy().astype(np.float16),
-                                labels=np.array(maps.get("labels", []), dtype=object), title=maps.get("title", ""),
-                                step=trainer.global_step)
-        os.replace(tmp, path)
+        extra = {k: v for k, v in maps.items() if k not in ("weights", "labels", "title")}  # e.g. the input image
+        self._write_npz(path, {"weights": maps["weights"].float().cpu().numpy().astype(np.float16),
+                               "labels": np.array(maps.get("labels", []), dtype=object),
+                               "title": maps.get("title", ""), "step": trainer.global_step, **extra})
         return path
 
-    def _write_npz(self, name: Path, arrays: dict) -> Path:
-        """Save ``arrays`` as ``run_dir/name`` (written aside, then renamed: readers never see half a file)."""
-        path = self.run_dir / name
+    def _write_npz(self, path: Path, arrays: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(".tmp-" + path.name)
+        arrays = {k: numpy(v) if isinstance(v, torch.Tensor) else v for k, v in arrays.items()}
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-        return path
+        os.replace(tmp, path)  # readers never see a half-written file
+
+
+def numpy(t: torch.Tensor) -> np.ndarray:
+    t = t.detach().cpu()
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()  # numpy has no bfloat16
 
 
 def env_device(trainer: pl.Trainer) -> str:

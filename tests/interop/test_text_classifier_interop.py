@@ -14,7 +14,7 @@ from interop_helpers import fixture_path, reference
 from transformers import PerceiverConfig, PerceiverForMaskedLM, PerceiverTokenizer, pipeline
 
 from perceiver.hub import HubUnavailableError
-from perceiver.model.core.config import ClassificationDecoderConfig
+from perceiver.model.core.classifier import ClassificationDecoderConfig
 from perceiver.model.core.params import ParamsError
 from perceiver.model.text.classifier import LitTextClassifier, TextClassifier, TextClassifierConfig
 from perceiver.model.text.classifier.huggingface import PerceiverTextClassifier, PerceiverTextClassifierConfig

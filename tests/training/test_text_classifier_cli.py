@@ -100,7 +100,7 @@ def test_two_stage_fine_tuning_from_an_mlm_run_directory(tmp_path, dataset_dir, 
     assert same(encoder_state(stage1 / "checkpoints" / "final.ckpt"), pretrained)
     metrics = json.loads((stage1 / "metrics.json").read_text())
     assert metrics["status"] == "completed" and 0.0 <= metrics["final"]["val_accuracy"] <= 1.0
-    (validation,) = sorted((stage1 / "validation").glob("step-*.npz"))
+    (validation,) = sorted((stage1 / "records" / "predictions").glob("step-*.npz"))
     outputs = np.load(validation)
     assert list(outputs["class_names"]) == ["neg", "pos"] and len(outputs["labels"]) == 16  # 2 batches of 8
     accuracy = float(np.mean(outputs["labels"] == outputs["predictions"]))

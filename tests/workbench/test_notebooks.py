@@ -135,7 +135,7 @@ def test_text_classifier_notebook(text_classifier_run):
     env = json.loads((run / "env.json").read_text())
     assert env["task"] == "text_classifier" and env["device"].startswith("1 x cpu") and env["torch_threads"] == 1
     # the confusion matrix is drawn from the predictions of the last validation (all 40 validation sentences)
-    outputs = np.load(sorted((run / "validation").glob("step-*.npz"))[-1])
+    outputs = np.load(sorted((run / "records" / "predictions").glob("step-*.npz"))[-1])
     assert len(outputs["labels"]) == 40 and list(outputs["class_names"]) == ["neg", "pos"]
     accuracy = float(np.mean(outputs["labels"] == outputs["predictions"]))
     assert accuracy == pytest.approx(m["final"]["val_accuracy"], abs=1e-6)

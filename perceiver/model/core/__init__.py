@@ -7,15 +7,9 @@ from perceiver.model.core.adapter import (
     QueryProvider,
     TrainableQueryProvider,
 )
+from perceiver.model.core.classifier import ClassificationDecoder, ClassificationDecoderConfig
 from perceiver.model.core.attention import LayerKV, MultiHeadAttention, attention_mask, causal_mask, record_attention
-from perceiver.model.core.config import (
-    ClassificationDecoderConfig,
-    ConfigError,
-    DecoderConfig,
-    EncoderConfig,
-    PerceiverARConfig,
-    PerceiverIOConfig,
-)
+from perceiver.model.core.config import ConfigError, DecoderConfig, EncoderConfig, PerceiverARConfig, PerceiverIOConfig
 from perceiver.model.core.layers import MLP, CrossAttentionLayer, SelfAttentionBlock, SelfAttentionLayer
 from perceiver.model.core.perceiver_ar import KVCache, PerceiverAR
 from perceiver.model.core.perceiver_io import PerceiverDecoder, PerceiverEncoder, PerceiverIO
@@ -29,7 +23,7 @@ from perceiver.model.core.position import (
 )
 
 __all__ = [
-    "ClassificationDecoderConfig", "ClassificationOutputAdapter", "ConfigError", "CrossAttentionLayer", "DecoderConfig", "EncoderConfig", "FourierPositionEncoding",
+    "ClassificationDecoder", "ClassificationDecoderConfig", "ClassificationOutputAdapter", "ConfigError", "CrossAttentionLayer", "DecoderConfig", "EncoderConfig", "FourierPositionEncoding",
     "InputAdapter", "KVCache", "LayerKV", "MLP", "MultiHeadAttention", "OutputAdapter", "PerceiverAR",
     "PerceiverARConfig", "PerceiverDecoder", "PerceiverEncoder", "PerceiverIO", "PerceiverIOConfig", "Preset",
     "QueryProvider",

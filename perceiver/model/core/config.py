@@ -169,34 +169,6 @@ class DecoderConfig:
         check_init_scale(self)
 
 
-@dataclass
-class ClassificationDecoderConfig(DecoderConfig):
-    num_output_queries: int = 1
-    """Number of learned output queries (O); the class logits are their mean."""
-    num_output_query_channels: int = 256
-    """Channels of the output queries (F)."""
-    num_classes: int = 100
-    """Number of classes (K)."""
-    class_names: Optional[list[str]] = None
-    """Names of the classes in index order, for plots and Hugging Face's ``id2label`` (None: the class indices)."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_positive(self, "num_output_queries", "num_output_query_channels", "num_classes")
-        if self.num_classes < 2:
-            raise ConfigError(self, "num_classes", f"must be at least 2, got {self.num_classes}")
-        if self.num_cross_attention_qk_channels is None:
-            check_divisible(self, "num_output_query_channels", self.num_output_query_channels,
-                            "num_cross_attention_heads")
-        if self.class_names is not None:
-            names = [str(n) for n in self.class_names]
-            if len(names) != self.num_classes:
-                raise ConfigError(self, "class_names", f"has {len(names)} names but num_classes is {self.num_classes}")
-            if len(set(names)) != len(names):
-                raise ConfigError(self, "class_names", f"must be distinct, got {names}")
-            self.class_names = names
-
-
 E = TypeVar("E", bound=EncoderConfig)
 D = TypeVar("D", bound=DecoderConfig)
 
@@ -304,7 +276,6 @@ class PerceiverARConfig:
 
 
 __all__ = [
-    "ClassificationDecoderConfig",
     "ConfigError",
     "EncoderConfig",
     "DecoderConfig",

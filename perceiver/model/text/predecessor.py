@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Optional, Union
 import torch.nn as nn
 
 from perceiver.model.core import params
-from perceiver.model.core.config import ClassificationDecoderConfig
+from perceiver.model.core.classifier import ClassificationDecoderConfig
 from perceiver.model.text.classifier.backend import TextClassifier, TextClassifierConfig
 from perceiver.model.text.classifier.convert import map_hf_state_dict
 from perceiver.model.text.clm.backend import CausalLanguageModel, CausalLanguageModelConfig

@@ -1,6 +1,6 @@
 """Perceiver IO text classifier."""
 
-from perceiver.model.core.config import ClassificationDecoderConfig
+from perceiver.model.core.classifier import ClassificationDecoderConfig
 from perceiver.model.text.classifier.backend import (
     TextClassifier,
     TextClassifierConfig,

@@ -1,12 +1,13 @@
-"""Text classifier: the Perceiver IO text encoder of the masked language model and a classification decoder, whose
-learned output queries cross-attend to the latents and are projected to class logits.
+"""Text classifier: the Perceiver IO text encoder of the masked language model and the generic classification decoder
+(``perceiver.model.core.classifier``), whose learned output query cross-attends to the latents and is projected to
+class logits.
 
 Dimensions:
     B: batch size
     M: input positions (tokens)
     N: latents,  D: latent channels
     C: input channels
-    O: output queries,  F: output query channels
+    O: output queries (1),  F: output query channels
     K: classes
     H: attention heads
 """
@@ -19,10 +20,10 @@ from typing import ClassVar, Mapping, Optional
 import torch
 import torch.nn as nn
 
-from perceiver.model.core.adapter import ClassificationOutputAdapter, TrainableQueryProvider
 from perceiver.model.core.attention import record_attention
-from perceiver.model.core.config import ClassificationDecoderConfig, PerceiverIOConfig
-from perceiver.model.core.perceiver_io import PerceiverDecoder, PerceiverEncoder, PerceiverIO
+from perceiver.model.core.classifier import ClassificationDecoder, ClassificationDecoderConfig
+from perceiver.model.core.config import PerceiverIOConfig
+from perceiver.model.core.perceiver_io import PerceiverEncoder, PerceiverIO
 from perceiver.model.core.presets import Preset
 from perceiver.model.text.common import TokenInputAdapter
 from perceiver.model.text.mlm.backend import MaskedLanguageModelConfig, TextEncoderConfig
@@ -91,10 +92,8 @@ class TextClassifier(PerceiverIO):
             activation_checkpointing=config.activation_checkpointing,
             activation_offloading=config.activation_offloading,
         )
-        query_provider = TrainableQueryProvider(dec.num_output_queries, dec.num_output_query_channels, dec.init_scale)
-        output_adapter = ClassificationOutputAdapter(dec.num_classes, dec.num_output_query_channels)
-        decoder = PerceiverDecoder(
-            dec, output_adapter, query_provider, config.num_latent_channels,
+        decoder = ClassificationDecoder(
+            dec, config.num_latent_channels,
             activation_checkpointing=config.activation_checkpointing,
             activation_offloading=config.activation_offloading,
         )
@@ -103,7 +102,7 @@ class TextClassifier(PerceiverIO):
 
     def forward(self, x: torch.Tensor, pad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits (B, K) for token ids x (B, M); ``pad_mask`` (B, M) is True at padding."""
-        return super().forward(x, pad_mask).mean(dim=1)  # (B, O, K) -> (B, K)
+        return super().forward(x, pad_mask)
 
 
 def rollout(query_weights: torch.Tensor, latent_weights: torch.Tensor) -> torch.Tensor:

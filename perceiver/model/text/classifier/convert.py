@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from perceiver.model.core.config import ClassificationDecoderConfig
+from perceiver.model.core.classifier import ClassificationDecoderConfig
 from perceiver.model.text.classifier.backend import TextClassifier, TextClassifierConfig
 from perceiver.model.text.mlm import convert as mlm_convert
 
@@ -68,7 +68,6 @@ def convert_config(hf_model) -> TextClassifierConfig:
         cross_attention_residual=layer.attention.use_query_residual,
         dropout=c.attention_probs_dropout_prob,
         init_scale=c.initializer_range,
-        num_output_queries=dec.output_position_encodings.position_embeddings.shape[0],
         num_output_query_channels=query_channels,
         num_classes=c.num_labels,
         class_names=[str(c.id2label[i]) for i in range(c.num_labels)],

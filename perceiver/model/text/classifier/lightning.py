@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from perceiver.model.core.config import ClassificationDecoderConfig
+from perceiver.model.core.classifier import ClassificationDecoderConfig
 from perceiver.model.text.classifier.backend import TextClassifier, TextClassifierConfig, classify, query_attention
 from perceiver.model.text.mlm.backend import TextEncoderConfig
 from perceiver.model.text.mlm.lightning import as_config
@@ -28,7 +28,7 @@ DEFAULT_SAMPLES = [
 def field_hint(name: str) -> str:
     """The config field behind a parameter name, for shape-mismatch errors."""
     if name.startswith("decoder.output_query_provider"):
-        return "decoder.num_output_queries / decoder.num_output_query_channels"
+        return "decoder.num_output_query_channels"
     if name.startswith("decoder.output_adapter"):
         return "decoder.num_classes / decoder.num_output_query_channels"
     return mlm_field_hint(name)
@@ -127,10 +127,10 @@ class LitTextClassifier(LitModel):
                                     "class_names": np.array(self.class_names)}
         super().on_validation_epoch_end()
 
-    def validation_outputs(self) -> Optional[dict]:
-        """Labels and predictions (arrays over the validation examples) of the last validation, and the class names:
-        what the run journal saves for the confusion matrix (``validation/step-<k>.npz``)."""
-        return self.last_validation
+    def validation_records(self) -> dict[str, dict]:
+        """The labels and predictions (arrays over the validation examples) of the last validation and the class
+        names, which the run journal saves as ``records/predictions/step-<k>.npz`` for the confusion matrix."""
+        return {} if self.last_validation is None else {"predictions": self.last_validation}
 
     # --- what the workbench shows ---------------------------------------------------------------------------------
 
