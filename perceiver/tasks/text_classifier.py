@@ -15,7 +15,7 @@ TASK = Task(
     data_args={"task": "clf", "max_seq_len": 2048},
     parse_links={"tokenizer": "tokenizer"},
     links={"vocab_size": ("encoder.vocab_size",), "max_seq_len": ("encoder.max_seq_len",),
-           "num_classes": ("decoder.num_classes",), "class_names": ("decoder.class_names",)},
+           "num_classes": ("decoder.num_classes",), "class_names": ("class_names",)},
     model_preset="deepmind-encoder",
     presets={
         "DeepMind encoder + classifier (200.6M)": RunPreset(

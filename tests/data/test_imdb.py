@@ -48,7 +48,7 @@ def test_sample_module_batches(tmp_path):
     assert batch["input_ids"].shape == (8, 128) and batch["labels"].shape == (8,)
     first = dm.ds_valid[0]["input_ids"]
     assert dm.tokenizer.decode(first) == load_sample()["validation"]["text"][0]
-    renamed = module("sample", tmp_path, class_names=["NEGATIVE", "POSITIVE"])
+    renamed = module("sample", tmp_path, classes=["NEGATIVE", "POSITIVE"])
     assert renamed.class_names == ["NEGATIVE", "POSITIVE"] and renamed.cache_dir != dm.cache_dir
 
 
@@ -74,12 +74,12 @@ def test_class_folders_with_train_and_test_splits(tmp_path):
     src = tmp_path / "aclImdb"
     write_class_folders(src / "train", ("neg", "pos", "unsup"), per_class=4)
     write_class_folders(src / "test", ("neg", "pos"), per_class=3)
-    dm = module(src, tmp_path, class_names=["neg", "pos"])  # unsup (unlabelled) is skipped
+    dm = module(src, tmp_path, classes=["neg", "pos"])  # unsup (unlabelled) is skipped
     assert dm.num_classes == 2
     dm.setup()
     assert labels_of(dm.ds_train) == [0] * 4 + [1] * 4 and labels_of(dm.ds_valid) == [0] * 3 + [1] * 3
     assert dm.tokenizer.decode(dm.ds_valid[3]["input_ids"]) == "pos review number 0"
-    assert module(src, tmp_path).class_names == ["neg", "pos", "unsup"]  # without class_names: every folder
+    assert module(src, tmp_path).class_names == ["neg", "pos", "unsup"]  # without classes: every folder
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
@@ -130,16 +130,16 @@ def test_bad_sources_name_the_file_and_the_fix(tmp_path):
     assert LabelledSourceError.__mro__[1] is ValueError
 
     pd.DataFrame({"text": ["a", "b"], "label": ["x", "y"]}).to_csv(path, index=False)
-    with pytest.raises(LabelledSourceError, match=r"reviews\.csv: has the label 'y'.*--data\.class_names"):
-        module(path, tmp_path, class_names=["x", "z"]).setup()
+    with pytest.raises(LabelledSourceError, match=r"reviews\.csv: has the label 'y'.*--data\.classes"):
+        module(path, tmp_path, classes=["x", "z"]).setup()
 
     pd.DataFrame({"text": ["a", "b"], "label": ["x", "x"]}).to_csv(path, index=False)
     with pytest.raises(LabelledSourceError, match="at least 2 classes"):
         module(path, tmp_path).class_names
 
     pd.DataFrame({"text": ["a", "b"], "label": [0, 5]}).to_csv(path, index=False)
-    with pytest.raises(LabelledSourceError, match=r"reviews\.csv: has the label 5.*class_names"):
-        module(path, tmp_path, class_names=["neg", "pos"]).class_names
+    with pytest.raises(LabelledSourceError, match=r"reviews\.csv: has the label 5.*--data\.classes"):
+        module(path, tmp_path, classes=["neg", "pos"]).class_names
 
     (tmp_path / "mixed" / "pos").mkdir(parents=True)
     (tmp_path / "mixed" / "pos" / "a.txt").write_text("x")
@@ -157,7 +157,7 @@ def test_bad_sources_name_the_file_and_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="--data.source"):
         module(tmp_path / "missing", tmp_path).class_names
     with pytest.raises(ValueError, match="has 2 classes"):
-        module("sample", tmp_path, class_names=["a", "b", "c"])
+        module("sample", tmp_path, classes=["a", "b", "c"])
 
 
 def test_hub_offline_fails_fast_with_the_offline_sources(tmp_path, monkeypatch):

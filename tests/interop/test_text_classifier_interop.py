@@ -61,7 +61,7 @@ def test_predecessor_classifier_logits(source):
         assert logits.shape == (2, 3)
         assert max_diff(logits, ref[f"{case}.logits"]) <= ATOL, case
     if source == "hf":  # 0.11's id2label becomes the class names
-        assert model.config.decoder.class_names == [info["id2label"][str(i)] for i in range(3)]
+        assert model.config.class_names == [info["id2label"][str(i)] for i in range(3)]
 
 
 @torch.no_grad()
@@ -169,8 +169,8 @@ def test_freeze_trains_the_decoder_only(seed):
 
 @pytest.fixture
 def wrapped(seed):
-    config = TextClassifierConfig.from_preset("tiny", decoder={"class_names": ["negative", "positive"],
-                                                                "init_scale": 0.05})
+    config = TextClassifierConfig.from_preset("tiny", class_names=["negative", "positive"],
+                                              decoder={"init_scale": 0.05})
     return PerceiverTextClassifier(PerceiverTextClassifierConfig(model_config=config)).eval()
 
 

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from transformers import PerceiverConfig, PerceiverForSequenceClassification
 
-from perceiver.model.core.classifier import ClassificationDecoderConfig
 from perceiver.model.core.config import ConfigError
 from perceiver.model.text.classifier import TextClassifier, TextClassifierConfig, query_attention
 from perceiver.model.text.classifier.convert import convert_hf_model
@@ -39,7 +38,7 @@ def random_hf_classifier(**config) -> PerceiverForSequenceClassification:
 def test_convert_hf_sequence_classifier():
     hf = random_hf_classifier(**SMALL, id2label={0: "neg", 1: "neutral", 2: "pos"})
     model = convert_hf_model(hf).eval()
-    assert model.config.decoder.class_names == ["neg", "neutral", "pos"]
+    assert model.config.class_names == ["neg", "neutral", "pos"]
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in hf.parameters())
     x = torch.randint(0, 262, (2, 40))
     attention_mask = torch.ones(2, 40, dtype=torch.long)
@@ -108,8 +107,9 @@ def test_learns_a_batch():
 
 def test_config_errors_name_the_field():
     with pytest.raises(ConfigError) as e:
-        TextClassifierConfig.from_preset("tiny", decoder={"num_classes": 3, "class_names": ["neg", "pos"]})
-    assert e.value.field == "decoder.class_names"
+        TextClassifierConfig.from_preset("tiny", decoder={"num_classes": 3}, class_names=["neg", "pos"])
+    assert e.value.field == "class_names"
     with pytest.raises(ConfigError) as e:
-        ClassificationDecoderConfig(num_output_query_channels=30, num_cross_attention_heads=4)
-    assert e.value.field == "num_output_query_channels"
+        TextClassifierConfig.from_preset("tiny", decoder={"num_output_query_channels": 30,
+                                                          "num_cross_attention_heads": 4})
+    assert e.value.field == "decoder.num_output_query_channels"

@@ -64,12 +64,12 @@ def test_links_classes_from_the_data(tmp_path, dataset_dir):
     cli = classifier.main([tiny, "--data.source=sample", f"--data.dataset_dir={dataset_dir}",
                            "--data.max_seq_len=96"], run=False)
     config = cli.model.backend_model.config
-    assert (config.num_classes, config.decoder.class_names) == (2, ["neg", "pos"])
+    assert (config.num_classes, config.class_names) == (2, ["neg", "pos"])
     assert (config.max_seq_len, config.vocab_size) == (96, 262)
 
     pd.DataFrame({"text": list("abcdef"), "label": ["x", "y", "z"] * 2}).to_csv(tmp_path / "d.csv", index=False)
     cli = classifier.main([tiny, f"--data.source={tmp_path / 'd.csv'}"], run=False)
-    assert cli.model.backend_model.config.decoder.class_names == ["x", "y", "z"]
+    assert cli.model.backend_model.config.class_names == ["x", "y", "z"]
     assert cli.model.backend_model.decoder.output_adapter.linear.out_features == 3
 
 

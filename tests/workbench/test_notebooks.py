@@ -97,13 +97,6 @@ def test_training_notebook(runs, task):
     assert "[journal] step" in text and "sample at step" in text
 
 
-def test_generate_notebook(runs):
-    out = runs / "generate.ipynb"
-    assert png_outputs(out) == 2  # attention for the user's input, CLM and MLM
-    text = text_outputs(out)
-    assert "The history of" in text and "->" in text
-
-
 # --- text classifier ------------------------------------------------------------------------------------------------
 
 TEXT_CLASSIFIER_FILES = ["config.yaml", "config.resolved.yaml", "metrics.json", "metrics.jsonl", "env.json",
@@ -156,3 +149,10 @@ def test_text_classifier_notebook(text_classifier_run):
     assert png_outputs(out) >= 3  # loss curves, attention over the input bytes, confusion matrix
     text = text_outputs(out)
     assert "[journal] step" in text and "sample at step" in text and ("pos (" in text or "neg (" in text)
+
+
+def test_generate_notebook(runs):
+    out = runs / "generate.ipynb"
+    assert png_outputs(out) == 2  # attention for the user's input, CLM and MLM
+    text = text_outputs(out)
+    assert "The history of" in text and "->" in text

@@ -26,14 +26,14 @@ class ImdbDataModule(TextDataModule):
       ``validation/`` subdirectories keep that split.
 
     ``num_classes`` and ``class_names`` are known right after ``__init__`` (the CLI links them to the model's
-    ``decoder.num_classes`` and ``decoder.class_names``); for a local source they are read from its labels.
+    ``decoder.num_classes`` and ``class_names``); for a local source they are read from its labels.
 
     Args:
         source: ``"hub"`` (IMDb), ``"sample"`` (the 200 labelled movie-review sentences shipped with gensim, offline)
             or the path of labelled text (a .csv/.jsonl/.parquet file or directory, class folders of .txt files, or a
             dataset saved with ``save_to_disk``).
         task: ``"clf"`` (classification) or ``"mlm"`` (masked language modeling on the texts).
-        class_names: The classes in label order. Hub and sample: new names of their two classes (e.g.
+        classes: The classes in label order. Hub and sample: new names of their two classes (e.g.
             ``[NEGATIVE, POSITIVE]``). Local sources: the classes to use and their order; string labels are matched
             by name (class folders not listed are skipped), integer labels index this list. None: the sorted
             distinct string labels, or ``0..max`` for integer labels.
@@ -48,16 +48,16 @@ class ImdbDataModule(TextDataModule):
         self,
         source: str = "hub",
         task: Task = "clf",
-        class_names: Optional[list[str]] = None,
+        classes: Optional[list[str]] = None,
         revision: Optional[str] = None,
         **kwargs: Any,
     ):
         self.revision = revision
         super().__init__(source=source, task=task, **kwargs)
         self._class_names: Optional[list[str]] = None
-        if class_names is not None and self.source in ("hub", "sample") and len(class_names) != 2:
-            raise ValueError(f"ImdbDataModule.class_names: source {self.source!r} has 2 classes (neg, pos), got "
-                             f"{len(class_names)} names {class_names}")
+        if classes is not None and self.source in ("hub", "sample") and len(classes) != 2:
+            raise ValueError(f"ImdbDataModule.classes: source {self.source!r} has 2 classes (neg, pos), got "
+                             f"{len(classes)} names {classes}")
 
     # -- classes -----------------------------------------------------------------------------------------------------
 
@@ -65,7 +65,7 @@ class ImdbDataModule(TextDataModule):
     def class_names(self) -> list[str]:
         """The class names in label order (a local source's labels are read once to find them)."""
         if self._class_names is None:
-            given = self.hparams.class_names
+            given = self.hparams.classes
             if self.source in ("hub", "sample"):
                 self._class_names = list(given or labelled.SAMPLE_CLASSES)
             else:
@@ -101,7 +101,7 @@ class ImdbDataModule(TextDataModule):
         return labelled.local_identity(self.source)
 
     def cache_settings(self) -> dict[str, Any]:
-        return {**super().cache_settings(), "class_names": self.hparams.class_names}
+        return {**super().cache_settings(), "classes": self.hparams.classes}
 
     def load_source(self) -> DatasetDict:
         if self.source == "hub":
@@ -109,8 +109,7 @@ class ImdbDataModule(TextDataModule):
         elif self.source == "sample":
             dsd = labelled.load_sample()
         else:
-            dsd, self._class_names = labelled.load_local(self.source, self.hparams.valid_every,
-                                                         self.hparams.class_names)
+            dsd, self._class_names = labelled.load_local(self.source, self.hparams.valid_every, self.hparams.classes)
         dsd = DatasetDict({k: dsd[k].select_columns(["text", "label"] if self.task == "clf" else ["text"])
                            for k in SPLITS})
         return sources.limit_documents(dsd, self.hparams.max_documents)

@@ -18,7 +18,7 @@ Local sources (a path):
   layout keeps that split; otherwise every ``valid_every``-th example validates (``sources.split_dataset``).
 
 Labels are class names (strings: the sorted distinct names are the classes) or class indices (integers ``0..K-1``).
-``class_names`` fixes the classes and their order: rows or folders of other classes are an error or skipped (folders).
+``classes`` fixes the classes and their order: rows of other classes are an error, folders of others are skipped.
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def _classes(parts: list[Part], class_names: Optional[Sequence[str]], names_hint
             bad = low if low < 0 else high
             path = next(p for p, _, raw in parts if bad in (int(x) for x in raw))
             raise LabelledSourceError(path, f"has the label {bad}, but integer labels are class indices "
-                                            f"0..{len(names) - 1} (classes: {names}); fix it or --data.class_names")
+                                            f"0..{len(names) - 1} (classes: {names}); fix it or --data.classes")
     else:
         names = [str(n) for n in class_names] if class_names is not None else sorted({str(x) for x in labels})
     if len(names) < 2:
@@ -222,7 +222,7 @@ def _to_dataset(parts: list[Part], classes: list[str], by_index: bool) -> Datase
         for text, label in zip(part_texts, raw):
             if not by_index and str(label) not in index:
                 raise LabelledSourceError(path, f"has the label {label!r}, which is not one of the classes {classes}; "
-                                                f"add it to --data.class_names or remove those examples")
+                                                f"add it to --data.classes or remove those examples")
             texts.append(text)
             labels.append(int(label) if by_index else index[str(label)])
     return Dataset.from_dict({"text": texts, "label": labels})

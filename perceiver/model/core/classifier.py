@@ -11,12 +11,11 @@ Dimensions:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
 from perceiver.model.core.adapter import ClassificationOutputAdapter, TrainableQueryProvider
-from perceiver.model.core.config import ConfigError, DecoderConfig, check_divisible, check_positive
+from perceiver.model.core.config import DecoderConfig, check_positive
 from perceiver.model.core.perceiver_io import PerceiverDecoder
 
 
@@ -26,23 +25,10 @@ class ClassificationDecoderConfig(DecoderConfig):
     """Channels of the output query (F)."""
     num_classes: int = 100
     """Number of classes (K); the CLI and the workbench take it from the data."""
-    class_names: Optional[list[str]] = None
-    """Names of the classes in index order, for plots and Hugging Face's ``id2label`` (None: the class indices); the
-    CLI and the workbench take them from the data where it has them."""
 
     def __post_init__(self):
         super().__post_init__()
         check_positive(self, "num_output_query_channels", "num_classes")
-        if self.num_cross_attention_qk_channels is None:
-            check_divisible(self, "num_output_query_channels", self.num_output_query_channels,
-                            "num_cross_attention_heads")
-        if self.class_names is not None:
-            names = [str(n) for n in self.class_names]
-            if len(names) != self.num_classes:
-                raise ConfigError(self, "class_names", f"has {len(names)} names but num_classes is {self.num_classes}")
-            if len(set(names)) != len(names):
-                raise ConfigError(self, "class_names", f"must be distinct, got {names}")
-            self.class_names = names
 
 
 class ClassificationDecoder(PerceiverDecoder):

@@ -151,11 +151,11 @@ def clf_config(values: dict, id2label: Optional[dict] = None) -> TextClassifierC
     """Our config of a 0.11 text classifier ``model_config`` (HF, with its ``id2label``) or Lightning
     ``hyper_parameters``."""
     encoder = TextEncoderConfig(**_known(TextEncoderConfig, {**_as_dict(values["encoder"]), "params": None}))
-    decoder = _known(ClassificationDecoderConfig, _as_dict(values["decoder"]))
-    if id2label and len(id2label) == decoder.get("num_classes"):
-        decoder["class_names"] = [str(id2label[k]) for k in sorted(id2label, key=int)]
+    decoder = ClassificationDecoderConfig(**_known(ClassificationDecoderConfig, _as_dict(values["decoder"])))
     rest = {k: v for k, v in _known(TextClassifierConfig, values).items() if k not in ("encoder", "decoder")}
-    return TextClassifierConfig(encoder, ClassificationDecoderConfig(**decoder), **rest)
+    if id2label and len(id2label) == decoder.num_classes:
+        rest["class_names"] = [str(id2label[k]) for k in sorted(id2label, key=int)]
+    return TextClassifierConfig(encoder, decoder, **rest)
 
 
 BackendConfig = Union[MaskedLanguageModelConfig, CausalLanguageModelConfig, TextClassifierConfig]

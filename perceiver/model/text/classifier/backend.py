@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from perceiver.model.core.attention import record_attention
 from perceiver.model.core.classifier import ClassificationDecoder, ClassificationDecoderConfig
-from perceiver.model.core.config import PerceiverIOConfig
+from perceiver.model.core.config import ConfigError, PerceiverIOConfig
 from perceiver.model.core.perceiver_io import PerceiverEncoder, PerceiverIO
 from perceiver.model.core.presets import Preset
 from perceiver.model.text.common import TokenInputAdapter
@@ -61,6 +61,27 @@ class TextClassifierConfig(PerceiverIOConfig[TextEncoderConfig, ClassificationDe
             ),
         ),
     }
+
+    class_names: Optional[list[str]] = None
+    """Names of the classes in index order, for plots and Hugging Face's ``id2label`` (None: the class indices); the
+    CLI and the workbench take them from the data."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        dec = self.decoder
+        query_channels, heads = dec.num_output_query_channels, dec.num_cross_attention_heads
+        if dec.num_cross_attention_qk_channels is None and query_channels % heads:
+            raise ConfigError(self, "decoder.num_output_query_channels",
+                              f"({query_channels}) must be divisible by decoder.num_cross_attention_heads ({heads}) "
+                              f"when decoder.num_cross_attention_qk_channels is None")
+        if self.class_names is not None:
+            names = [str(n) for n in self.class_names]
+            if len(names) != dec.num_classes:
+                raise ConfigError(self, "class_names", f"has {len(names)} names but decoder.num_classes is "
+                                                       f"{dec.num_classes}")
+            if len(set(names)) != len(names):
+                raise ConfigError(self, "class_names", f"must be distinct, got {names}")
+            self.class_names = names
 
     @property
     def vocab_size(self) -> int:

@@ -70,10 +70,10 @@ def convert_config(hf_model) -> TextClassifierConfig:
         init_scale=c.initializer_range,
         num_output_query_channels=query_channels,
         num_classes=c.num_labels,
-        class_names=[str(c.id2label[i]) for i in range(c.num_labels)],
     )
     encoder = mlm_convert.convert_encoder_config(hf_model)
-    return TextClassifierConfig(encoder, decoder, num_latents=c.num_latents, num_latent_channels=c.d_latents)
+    return TextClassifierConfig(encoder, decoder, num_latents=c.num_latents, num_latent_channels=c.d_latents,
+                                class_names=[str(c.id2label[i]) for i in range(c.num_labels)])
 
 
 def convert_hf_model(hf_model) -> TextClassifier:

@@ -22,14 +22,14 @@ from perceiver.model.text.huggingface import PerceiverBackendConfig, PerceiverPr
 
 class PerceiverTextClassifierConfig(PerceiverBackendConfig):
     """``model_config``: a :class:`TextClassifierConfig` (or its nested dict). ``id2label``/``label2id`` follow the
-    decoder's ``class_names`` (``LABEL_<i>`` without names), so pipelines name the classes."""
+    backend config's ``class_names`` (``LABEL_<i>`` without names), so pipelines name the classes."""
 
     model_type = "perceiver-text-classifier"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        decoder = self.backend_config.decoder
-        names = decoder.class_names or [f"LABEL_{i}" for i in range(decoder.num_classes)]
+        config = self.backend_config
+        names = config.class_names or [f"LABEL_{i}" for i in range(config.num_classes)]
         self.id2label = dict(enumerate(names))
         self.label2id = {name: i for i, name in enumerate(names)}
 

@@ -95,7 +95,7 @@ class LitTextClassifier(LitModel):
 
     @property
     def class_names(self) -> list[str]:
-        return self.config.decoder.class_names or [str(i) for i in range(self.config.num_classes)]
+        return self.config.class_names or [str(i) for i in range(self.config.num_classes)]
 
     def forward_batch(self, batch: dict) -> torch.Tensor:
         """Logits (B, K)."""
