@@ -100,7 +100,8 @@ def test_table_files_with_string_labels(tmp_path, suffix):
 def test_integer_labels_index_class_names_and_saved_dataset(tmp_path):
     ds = datasets.Dataset.from_dict({"text": ["good", "bad", "great", "awful"], "label": [1, 0, 1, 0]})
     unlabelled = datasets.Dataset.from_dict({"text": ["meh"], "label": [-1]})  # as IMDb's "unsupervised" split
-    datasets.DatasetDict(train=ds, test=ds.select([0, 1]), unsupervised=unlabelled).save_to_disk(str(tmp_path / "saved"))
+    saved = datasets.DatasetDict(train=ds, test=ds.select([0, 1]), unsupervised=unlabelled)
+    saved.save_to_disk(str(tmp_path / "saved"))
     dsd, classes = load_local(str(tmp_path / "saved"), valid_every=10)
     assert classes == ["0", "1"] and list(dsd["validation"]["label"]) == [1, 0]
     dsd, classes = load_local(str(tmp_path / "saved"), valid_every=10, class_names=["neg", "pos"])

@@ -38,8 +38,9 @@ def common(dataset_dir, run_dir, steps=4) -> list[str]:
         "--data.source=sample", f"--data.dataset_dir={dataset_dir}", "--data.max_seq_len=64", "--data.batch_size=8",
         "--data.num_workers=0", "--optimizer=AdamW", "--optimizer.lr=1e-3", "--trainer.accelerator=cpu",
         "--trainer.devices=1", f"--trainer.max_steps={steps}", f"--trainer.val_check_interval={steps}",
-        "--trainer.check_val_every_n_epoch=null", "--trainer.limit_val_batches=2", "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false", f"--trainer.default_root_dir={run_dir}",
+        "--trainer.check_val_every_n_epoch=null", "--trainer.limit_val_batches=2",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        f"--trainer.default_root_dir={run_dir}",
         "--trainer.callbacks+=perceiver.training.journal.RunJournal", f"--trainer.callbacks.run_dir={run_dir}",
         f"--checkpoint.dirpath={run_dir}/checkpoints",
     ]
