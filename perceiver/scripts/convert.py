@@ -30,6 +30,8 @@ from perceiver.hub import HubUnavailableError
 from perceiver.model.core.params import ParamsError
 from perceiver.model.text.classifier.backend import TextClassifier
 from perceiver.model.text.classifier.huggingface import PerceiverTextClassifier
+from perceiver.model.text.classifier.predecessor import is_predecessor_classifier
+from perceiver.model.text.classifier.predecessor import load_predecessor as load_predecessor_classifier
 from perceiver.model.text.clm.backend import CausalLanguageModel
 from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel
 from perceiver.model.text.mlm.convert import DEEPMIND_MODEL, load_deepmind_model
@@ -112,7 +114,7 @@ def convert_deepmind(source: str, output_dir: str, atol: float = 1e-4) -> float:
 
 def convert_predecessor(source: str, output_dir: str, tokenizer: str | None = None, atol: float = 1e-4) -> float:
     """Convert a perceiver-io 0.11 HF directory, Hub id or Lightning checkpoint and verify the written model."""
-    model = load_predecessor(source)
+    model = load_predecessor_classifier(source) if is_predecessor_classifier(source) else load_predecessor(source)
     save(model, output_dir, load_tokenizer(tokenizer or source_tokenizer(source)))
     return verify(logits_fn(model), reload(wrapper_class(model), output_dir), atol)
 

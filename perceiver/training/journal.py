@@ -11,8 +11,6 @@ machine with a shared disk) and the notebook only reads files. Layout of ``run_d
     attention/step-<k>.npz    attention maps (H, I, J) of a fixed validation input, key labels and a title, if the
                               Lightning module provides them (``attention_maps``)
     samples.jsonl             validation samples (generated text or filled masks) per step
-    records/<name>/step-<k>.npz  arrays of a validation for the task's figures (``validation_records``), e.g.
-                              the misclassified images of the image classifier
     checkpoints/final.ckpt    checkpoint at the end of training, also after Stop or Ctrl-C
     STOP                      created by the workbench's Stop button: training ends after the current step
 

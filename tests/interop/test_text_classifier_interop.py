@@ -23,7 +23,10 @@ from perceiver.model.text.mlm import convert_hf_model
 from perceiver.model.text.mlm.convert import convert_config
 from perceiver.model.text.mlm.huggingface import PerceiverMaskedLanguageModel
 from perceiver.model.text.mlm.lightning import LitMaskedLanguageModel
-from perceiver.model.text.predecessor import load_predecessor, read_predecessor
+from perceiver.model.text.classifier.predecessor import is_predecessor_classifier
+from perceiver.model.text.classifier.predecessor import load_predecessor as load_predecessor_classifier
+from perceiver.model.text.classifier.predecessor import read_predecessor as read_predecessor_classifier
+from perceiver.model.text.predecessor import load_predecessor
 
 ATOL = 1e-5
 
@@ -52,7 +55,8 @@ def encoders_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 @torch.no_grad()
 def test_predecessor_classifier_logits(source):
     ref, info = reference("txt_clf")
-    model = load_predecessor(fixture_path("txt_clf", source))
+    assert is_predecessor_classifier(fixture_path("txt_clf", source))
+    model = load_predecessor_classifier(fixture_path("txt_clf", source))
     assert isinstance(model, TextClassifier)
     assert sum(p.numel() for p in model.parameters()) == info["num_params"]
     assert max_diff(model.encoder(ref["short.input_ids"], ref["short.pad_mask"]), ref["short.encoder_latents"]) <= ATOL
@@ -67,15 +71,28 @@ def test_predecessor_classifier_logits(source):
 @torch.no_grad()
 def test_predecessor_classifier_as_params():
     ref, _ = reference("txt_clf")
-    config, _ = read_predecessor(fixture_path("txt_clf", "lightning.ckpt"))
+    config, _ = read_predecessor_classifier(fixture_path("txt_clf", "lightning.ckpt"))
     lit = LitTextClassifier.create(config, params=fixture_path("txt_clf", "hf")).eval()
     assert max_diff(lit.model(ref["full.input_ids"]), ref["full.logits"]) <= ATOL
+
+
+def test_convert_script_writes_our_classifier(tmp_path, capsys):
+    from perceiver.scripts.convert import main
+
+    ref, _ = reference("txt_clf")
+    main(["predecessor", fixture_path("txt_clf", "hf"), str(tmp_path)])
+    assert "max abs logit difference: 0" in capsys.readouterr().out
+    model = PerceiverTextClassifier.from_pretrained(tmp_path).eval()
+    assert model.config.id2label == {0: "NEGATIVE", 1: "NEUTRAL", 2: "POSITIVE"}
+    with torch.no_grad():
+        assert max_diff(model(ref["full.input_ids"]).logits, ref["full.logits"]) <= ATOL
 
 
 # --- encoder.params ------------------------------------------------------------------------------------------------
 
 
 def test_encoder_from_predecessor_mlm():
+    assert not any(is_predecessor_classifier(fixture_path("mlm", s)) for s in ("hf", "lightning.ckpt"))
     mlm = load_predecessor(fixture_path("mlm", "hf"))
     config = classifier_config(mlm.config)
     for source in ("hf", "lightning.ckpt"):
@@ -114,17 +131,6 @@ def test_encoder_from_deepmind_weights(tmp_path, seed):
     config = classifier_config(convert_config(hf))
     config.encoder.params = str(tmp_path)
     assert encoders_equal(LitTextClassifier.create(config).model.encoder, converted.encoder)
-
-
-def test_mlm_params_from_deepmind_weights(tmp_path, seed):
-    """The same mapping makes ``--model.params`` of the masked language model accept DeepMind's weights."""
-    hf = PerceiverForMaskedLM(PerceiverConfig(d_model=32, d_latents=32, num_latents=8, num_blocks=1,
-                                              num_self_attends_per_block=1, num_self_attention_heads=4,
-                                              num_cross_attention_heads=4, vocab_size=262,
-                                              max_position_embeddings=48))
-    hf.save_pretrained(tmp_path)
-    lit = LitMaskedLanguageModel.create(convert_config(hf), params=str(tmp_path))
-    assert encoders_equal(lit.model, convert_hf_model(hf))
 
 
 def test_encoder_hub_id_offline_fails_fast():

@@ -12,7 +12,7 @@ from transformers import PerceiverConfig, PerceiverForSequenceClassification
 from perceiver.model.core.config import ConfigError
 from perceiver.model.text.classifier import TextClassifier, TextClassifierConfig, query_attention
 from perceiver.model.text.classifier.convert import convert_hf_model
-from perceiver.model.text.predecessor import clf_config
+from perceiver.model.text.classifier.predecessor import clf_config
 
 DOCUMENTED = Path(__file__).parents[1] / "fixtures" / "predecessor" / "documented"
 SMALL = dict(d_model=64, d_latents=96, num_latents=8, num_blocks=2, num_self_attends_per_block=2,

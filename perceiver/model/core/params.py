@@ -1,5 +1,5 @@
-"""Loading pretrained weights into a backend model from a Lightning checkpoint, a saved model directory, a run
-directory (its ``checkpoints/final.ckpt`` or ``last.ckpt``), a safetensors file or a Hugging Face Hub id.
+"""Loading pretrained weights into a backend model from a Lightning checkpoint, a saved model directory, a
+safetensors file or a Hugging Face Hub id.
 
 What a path is, is decided by looking at it (a directory's files, a file's leading bytes), never by its extension.
 Checkpoints are read with ``torch.load(..., weights_only=True)``: a pickle that would run code is refused.
@@ -20,7 +20,6 @@ from safetensors.torch import load_file
 from perceiver.hub import require_hub
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-RUN_CHECKPOINTS = ("final.ckpt", "last.ckpt")  # written by the run journal and by ModelCheckpoint(save_last=True)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
@@ -75,32 +74,16 @@ def read_checkpoint(path: str, allow: Iterable[type] = ()) -> tuple[dict, dict]:
     raise ParamsError(f"{path!r} holds no state dict (expected a Lightning checkpoint or a dict of tensors)")
 
 
-def run_checkpoint(path: str) -> Optional[str]:
-    """The checkpoint of a run directory (``checkpoints/final.ckpt``, else ``checkpoints/last.ckpt``), if any."""
-    for name in RUN_CHECKPOINTS:
-        file = os.path.join(path, "checkpoints", name)
-        if os.path.isfile(file):
-            return file
-    return None
-
-
-def read_directory(path: str, allow: Iterable[type] = ()) -> tuple[dict, dict]:
-    """State dict and ``config.json`` of a saved model directory, or the state dict of a run directory's
-    checkpoint."""
+def read_directory(path: str) -> tuple[dict, dict]:
+    """State dict and ``config.json`` of a saved model directory."""
     config_file = os.path.join(path, "config.json")
     config = json.load(open(config_file)) if os.path.isfile(config_file) else {}
     for name in WEIGHT_FILES:
         file = os.path.join(path, name)
         if os.path.isfile(file):
-            state = load_file(file) if is_safetensors_file(file) else read_checkpoint(file, allow)[0]
+            state = load_file(file) if is_safetensors_file(file) else read_checkpoint(file)[0]
             return state, config
-    ckpt = run_checkpoint(path)
-    if ckpt is not None:
-        return read_checkpoint(ckpt, allow)[0], config
-    raise ParamsError(
-        f"directory {path!r} holds none of {', '.join(WEIGHT_FILES)}, and no checkpoints/"
-        f"{{{','.join(RUN_CHECKPOINTS)}}} of a run directory"
-    )
+    raise ParamsError(f"directory {path!r} holds none of {', '.join(WEIGHT_FILES)}")
 
 
 def download(hub_id: str) -> str:
@@ -117,9 +100,9 @@ def read_state_dict(source: str, allow: Iterable[type] = ()) -> tuple[dict, dict
     """(state dict, metadata) of any supported source."""
     kind = source_kind(source)
     if kind == "hub":
-        return read_directory(download(source), allow)
+        return read_directory(download(source))
     if kind == "directory":
-        return read_directory(source, allow)
+        return read_directory(source)
     if kind == "safetensors":
         return load_file(source), {}
     return read_checkpoint(source, allow)

@@ -1,6 +1,5 @@
 """Reading perceiver-io 0.11 (the predecessor) checkpoints unchanged: its Hugging Face directories and its Lightning
-``.ckpt`` files, for the masked language model and the text classifier (Perceiver IO) and the causal language model
-(Perceiver AR).
+``.ckpt`` files, for the masked (Perceiver IO) and the causal (Perceiver AR) language model.
 
 Only parameter names differ from ours (see ``docs/predecessor-format.md``); the mapping is the rename table
 :data:`KEY_RENAMES`, applied to every key. What a source is, is decided by its content: a ``config.json`` with a
@@ -19,9 +18,6 @@ from typing import Callable, Iterable, Optional, Union
 import torch.nn as nn
 
 from perceiver.model.core import params
-from perceiver.model.core.classifier import ClassificationDecoderConfig
-from perceiver.model.text.classifier.backend import TextClassifier, TextClassifierConfig
-from perceiver.model.text.classifier.convert import map_hf_state_dict
 from perceiver.model.text.clm.backend import CausalLanguageModel, CausalLanguageModelConfig
 from perceiver.model.text.mlm.backend import (
     MaskedLanguageModel,
@@ -32,7 +28,6 @@ from perceiver.model.text.mlm.backend import (
 
 MLM_MODEL_TYPE = "perceiver-io-masked-language-model"
 CLM_MODEL_TYPE = "perceiver-ar-causal-language-model"
-CLF_MODEL_TYPE = "perceiver-io-text-classifier"
 WRAPPER_PREFIXES = ("backend_model.", "model.")  # 0.11 HF wrapper / Lightning module
 
 # 0.11 backend key -> ours, applied in order (each pattern at most once per key). None drops the key.
@@ -80,7 +75,6 @@ CKPT_ALLOWLIST = [
     (Task, "perceiver.data.text.common.Task"),
     (PickledConfig, "perceiver.model.text.common.backend.TextEncoderConfig"),
     (PickledConfig, "perceiver.model.text.mlm.backend.TextDecoderConfig"),
-    (PickledConfig, "perceiver.model.core.config.ClassificationDecoderConfig"),
 ]
 
 
@@ -147,28 +141,7 @@ def clm_config(values: dict) -> CausalLanguageModelConfig:
     return CausalLanguageModelConfig(**_known(CausalLanguageModelConfig, values))
 
 
-def clf_config(values: dict, id2label: Optional[dict] = None) -> TextClassifierConfig:
-    """Our config of a 0.11 text classifier ``model_config`` (HF, with its ``id2label``) or Lightning
-    ``hyper_parameters``."""
-    encoder = TextEncoderConfig(**_known(TextEncoderConfig, {**_as_dict(values["encoder"]), "params": None}))
-    decoder = ClassificationDecoderConfig(**_known(ClassificationDecoderConfig, _as_dict(values["decoder"])))
-    rest = {k: v for k, v in _known(TextClassifierConfig, values).items() if k not in ("encoder", "decoder")}
-    if id2label and len(id2label) == decoder.num_classes:
-        rest["class_names"] = [str(id2label[k]) for k in sorted(id2label, key=int)]
-    return TextClassifierConfig(encoder, decoder, **rest)
-
-
-BackendConfig = Union[MaskedLanguageModelConfig, CausalLanguageModelConfig, TextClassifierConfig]
-MODEL_TYPES = {MLM_MODEL_TYPE: "mlm", CLM_MODEL_TYPE: "clm", CLF_MODEL_TYPE: "clf"}
-MODEL_CLASSES = {MaskedLanguageModelConfig: MaskedLanguageModel, CausalLanguageModelConfig: CausalLanguageModel,
-                 TextClassifierConfig: TextClassifier}
-
-
-def checkpoint_kind(values: dict) -> Optional[str]:
-    """'mlm', 'clf' or 'clm' from a 0.11 Lightning checkpoint's ``hyper_parameters`` (None: none of them)."""
-    if "encoder" in values and "decoder" in values:
-        return "clf" if "num_classes" in _as_dict(values["decoder"]) else "mlm"
-    return "clm" if "num_channels" in values else None
+BackendConfig = Union[MaskedLanguageModelConfig, CausalLanguageModelConfig]
 
 
 def read_predecessor(path: str) -> tuple[BackendConfig, dict]:
@@ -176,35 +149,33 @@ def read_predecessor(path: str) -> tuple[BackendConfig, dict]:
     kind = params.source_kind(path)
     if kind == "hub":
         path, kind = params.download(path), "directory"
-    id2label = None
     if kind == "directory":
         state, config = params.read_directory(path)
         model_type = config.get("model_type")
-        if model_type not in MODEL_TYPES:
+        if model_type not in (MLM_MODEL_TYPE, CLM_MODEL_TYPE):
             raise params.ParamsError(
                 f"{path!r} is not a perceiver-io 0.11 model directory: config.json has model_type {model_type!r}, "
-                f"expected one of {', '.join(map(repr, MODEL_TYPES))}"
+                f"expected {MLM_MODEL_TYPE!r} or {CLM_MODEL_TYPE!r}"
             )
-        values, task, id2label = config["model_config"], MODEL_TYPES[model_type], config.get("id2label")
+        values, is_mlm = config["model_config"], model_type == MLM_MODEL_TYPE
     elif kind == "checkpoint":
         state, ckpt = params.read_checkpoint(path, CKPT_ALLOWLIST)
         values = ckpt.get("hyper_parameters") or {}
-        task = checkpoint_kind(values)
-        if task is None:
-            raise params.ParamsError(f"{path!r} has no perceiver-io 0.11 MLM, CLM or text classifier hyper_parameters")
+        is_mlm = "encoder" in values and "decoder" in values
+        if not is_mlm and "num_channels" not in values:
+            raise params.ParamsError(f"{path!r} has no perceiver-io 0.11 MLM or CLM hyper_parameters")
     else:
         raise params.ParamsError(f"{path!r} is neither a perceiver-io 0.11 model directory nor a Lightning checkpoint")
     if not is_predecessor_state_dict(state):
         raise params.ParamsError(f"{path!r}: the parameter names do not have the perceiver-io 0.11 layout")
-    config = {"mlm": mlm_config, "clm": clm_config}[task](values) if task != "clf" else clf_config(values, id2label)
-    return config, map_state_dict(state)
+    return (mlm_config(values) if is_mlm else clm_config(values)), map_state_dict(state)
 
 
-def load_predecessor(path: str) -> Union[MaskedLanguageModel, CausalLanguageModel, TextClassifier]:
+def load_predecessor(path: str) -> Union[MaskedLanguageModel, CausalLanguageModel]:
     """Our backend model (in eval mode) with the weights of a perceiver-io 0.11 HF directory or Lightning checkpoint;
     it gives the same logits as the 0.11 model."""
     config, state = read_predecessor(path)
-    model = MODEL_CLASSES[type(config)](config)
+    model = MaskedLanguageModel(config) if isinstance(config, MaskedLanguageModelConfig) else CausalLanguageModel(config)
     model.load_state_dict(state)
     return model.eval()
 
@@ -217,10 +188,6 @@ def load_params(
     allow: Iterable[type] = (),
 ) -> None:
     """:func:`perceiver.model.core.params.load_params` that also reads perceiver-io 0.11 directories, Hub ids and
-    Lightning checkpoints, and Hugging Face ``Perceiver*`` text models such as DeepMind's
-    ``deepmind/language-perceiver`` (what ``--model.params`` and ``--model.encoder.params`` accept)."""
-
-    def key_map(state: dict) -> dict:
-        return map_hf_state_dict(map_state_dict(state))
-
-    params.load_params(model, source, field_hint, key_map=key_map, prefix=prefix, allow=[*CKPT_ALLOWLIST, *allow])
+    Lightning checkpoints (what ``--model.params`` accepts)."""
+    params.load_params(model, source, field_hint, key_map=map_state_dict, prefix=prefix,
+                       allow=[*CKPT_ALLOWLIST, *allow])

@@ -13,9 +13,8 @@ import torch.nn.functional as F
 from perceiver.model.core.classifier import ClassificationDecoderConfig
 from perceiver.model.text.classifier.backend import TextClassifier, TextClassifierConfig, classify, query_attention
 from perceiver.model.text.mlm.backend import TextEncoderConfig
+from perceiver.model.text.classifier.predecessor import load_params  # + run dirs, 0.11 and Hugging Face formats
 from perceiver.model.text.mlm.lightning import as_config
-from perceiver.model.text.mlm.lightning import field_hint as mlm_field_hint
-from perceiver.model.text.predecessor import load_params  # core load_params + 0.11 and Hugging Face formats
 from perceiver.model.text.tokenizer import BYTE_TOKENIZER, token_labels
 from perceiver.training.module import LitModel
 
@@ -25,20 +24,32 @@ DEFAULT_SAMPLES = [
 ]
 
 
-def field_hint(name: str) -> str:
-    """The config field behind a parameter name, for shape-mismatch errors."""
-    if name.startswith("decoder.output_query_provider"):
-        return "decoder.num_output_query_channels"
-    if name.startswith("decoder.output_adapter"):
-        return "decoder.num_classes / decoder.num_output_query_channels"
-    return mlm_field_hint(name)
+FIELD_HINTS = [  # parameter name (without or with "encoder.") -> the config fields that set its shape
+    ("txt_embedding", "encoder.vocab_size / encoder.num_input_channels"),
+    ("pos_embedding", "encoder.max_seq_len / encoder.num_input_channels"),
+    ("latents", "num_latents / num_latent_channels"),
+    ("decoder.output_query_provider", "decoder.num_output_query_channels"),
+    ("decoder.output_adapter", "decoder.num_classes / decoder.num_output_query_channels"),
+    ("decoder.cross_attn", "decoder.num_cross_attention_qk_channels / num_cross_attention_v_channels / "
+                           "num_output_query_channels"),
+    ("cross_attn_", "encoder.num_cross_attention_qk_channels / num_cross_attention_v_channels / num_latent_channels"),
+    ("self_attn_", "encoder.num_self_attention_qk_channels / num_self_attention_v_channels / num_latent_channels"),
+]
+
+
+def field_hint(name: str, problem: str = "shape") -> str:
+    """The config field behind a parameter name, for load errors (``problem``: shape, or a missing/unexpected
+    parameter)."""
+    if problem != "shape":
+        return "the model type (a masked language model's encoder, or a text classifier?)"
+    return next((field for key, field in FIELD_HINTS if key in name), "the model config")
 
 
 def load_encoder_params(model: TextClassifier, source: str) -> None:
     """Initialize the encoder of ``model`` from ``source``: a checkpoint, saved directory or run directory of our
     masked language model (or classifier), a perceiver-io 0.11 MLM directory or checkpoint, or DeepMind's weights (a
     local ``PerceiverForMaskedLM`` directory, or the Hub id ``deepmind/language-perceiver`` when online)."""
-    load_params(model.encoder, source, lambda name: field_hint("encoder." + name), prefix="encoder.")
+    load_params(model.encoder, source, field_hint, prefix="encoder.")
 
 
 class LitTextClassifier(LitModel):
