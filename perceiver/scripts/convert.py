@@ -28,15 +28,14 @@ import torch
 
 from perceiver.hub import HubUnavailableError
 from perceiver.model.core.params import ParamsError
+from perceiver.model.text.classifier import predecessor as classifier_predecessor
 from perceiver.model.text.classifier.backend import TextClassifier
 from perceiver.model.text.classifier.huggingface import PerceiverTextClassifier
-from perceiver.model.text.classifier.predecessor import is_predecessor_classifier
-from perceiver.model.text.classifier.predecessor import load_predecessor as load_predecessor_classifier
 from perceiver.model.text.clm.backend import CausalLanguageModel
 from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel
 from perceiver.model.text.mlm.convert import DEEPMIND_MODEL, load_deepmind_model
 from perceiver.model.text.mlm.huggingface import PerceiverMaskedLanguageModel
-from perceiver.model.text.predecessor import load_predecessor
+from perceiver.model.text.predecessor import load_predecessor as load_language_model
 from perceiver.model.text.tokenizer import BYTE_TOKENIZER, load_tokenizer
 
 
@@ -64,6 +63,13 @@ def wrapper_class(model: torch.nn.Module):
     if isinstance(model, TextClassifier):
         return PerceiverTextClassifier
     return PerceiverCausalLanguageModel if isinstance(model, CausalLanguageModel) else PerceiverMaskedLanguageModel
+
+
+def load_predecessor(source: str, *args, **kwargs) -> torch.nn.Module:
+    """The backend model of a perceiver-io 0.11 text classifier, MLM or CLM, recognized by content."""
+    if classifier_predecessor.is_predecessor_classifier(source):
+        return classifier_predecessor.load_predecessor(source)
+    return load_language_model(source, *args, **kwargs)
 
 
 def save(model: torch.nn.Module, output_dir: str, tokenizer) -> None:
@@ -114,7 +120,7 @@ def convert_deepmind(source: str, output_dir: str, atol: float = 1e-4) -> float:
 
 def convert_predecessor(source: str, output_dir: str, tokenizer: str | None = None, atol: float = 1e-4) -> float:
     """Convert a perceiver-io 0.11 HF directory, Hub id or Lightning checkpoint and verify the written model."""
-    model = load_predecessor_classifier(source) if is_predecessor_classifier(source) else load_predecessor(source)
+    model = load_predecessor(source)
     save(model, output_dir, load_tokenizer(tokenizer or source_tokenizer(source)))
     return verify(logits_fn(model), reload(wrapper_class(model), output_dir), atol)
 
