@@ -6,7 +6,8 @@ A wrapper holds the backend model as ``backend_model``, so its weights are saved
 Such a directory is also what ``--model.params`` and :func:`perceiver.model.core.params.load_params` read.
 
 Nothing is registered on import; call :func:`register_auto_classes` once to use ``AutoConfig``,
-``AutoModelForMaskedLM``, ``AutoModelForCausalLM`` and the pipelines by model directory.
+``AutoModelForMaskedLM``, ``AutoModelForCausalLM``, ``AutoModelForSequenceClassification`` and the pipelines by model
+directory.
 """
 
 from __future__ import annotations
@@ -92,18 +93,21 @@ class PerceiverPreTrainedModel(PreTrainedModel):
 
 
 def register_auto_classes() -> None:
-    """Register the wrappers with ``AutoConfig``, ``AutoModelForMaskedLM`` and ``AutoModelForCausalLM`` (idempotent).
+    """Register the wrappers with ``AutoConfig``, ``AutoModelForMaskedLM``, ``AutoModelForCausalLM`` and
+    ``AutoModelForSequenceClassification`` (idempotent).
 
     Afterwards ``AutoModelForMaskedLM.from_pretrained(dir)`` and ``pipeline("fill-mask", model=dir)`` (and the
-    causal counterparts) work on directories saved by the wrappers."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+    causal and text-classification counterparts) work on directories saved by the wrappers."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification
 
+    from perceiver.model.text.classifier.huggingface import PerceiverTextClassifier, PerceiverTextClassifierConfig
     from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel, PerceiverCausalLanguageModelConfig
     from perceiver.model.text.mlm.huggingface import PerceiverMaskedLanguageModel, PerceiverMaskedLanguageModelConfig
 
     for config, model, auto in (
         (PerceiverMaskedLanguageModelConfig, PerceiverMaskedLanguageModel, AutoModelForMaskedLM),
         (PerceiverCausalLanguageModelConfig, PerceiverCausalLanguageModel, AutoModelForCausalLM),
+        (PerceiverTextClassifierConfig, PerceiverTextClassifier, AutoModelForSequenceClassification),
     ):
         AutoConfig.register(config.model_type, config, exist_ok=True)
         auto.register(config, model, exist_ok=True)
