@@ -23,6 +23,7 @@ import torch.nn as nn
 from perceiver.model.core.attention import record_attention
 from perceiver.model.core.classifier import ClassificationDecoder, ClassificationDecoderConfig
 from perceiver.model.core.config import ConfigError, PerceiverIOConfig
+from perceiver.model.core.flops import Flops, perceiver_io
 from perceiver.model.core.perceiver_io import PerceiverEncoder, PerceiverIO
 from perceiver.model.core.presets import Preset
 from perceiver.model.text.common import TokenInputAdapter
@@ -94,6 +95,13 @@ class TextClassifierConfig(PerceiverIOConfig[TextEncoderConfig, ClassificationDe
     @property
     def num_classes(self) -> int:
         return self.decoder.num_classes
+
+    def flops(self, seq_len: Optional[int] = None, train: bool = True) -> Flops:
+        """Analytic FLOPs of one example of ``seq_len`` tokens (default ``max_seq_len``) and its one classification
+        query (``train`` changes nothing here). See ``perceiver.model.core.flops``."""
+        m = seq_len or self.max_seq_len
+        return perceiver_io(self, m, self.encoder.num_input_channels, num_queries=1,
+                            query_channels=self.decoder.num_output_query_channels, output_channels=self.num_classes)
 
 
 class TextClassifier(PerceiverIO):
