@@ -5,10 +5,12 @@
 
 ``deepmind`` converts DeepMind's Perceiver IO language model (a Hub id, online, or a local directory saved by
 ``transformers.PerceiverForMaskedLM``). ``predecessor`` converts a perceiver-io 0.11 Hugging Face directory (local or a
-Hub id such as ``krasserm/perceiver-io-mlm``) or Lightning checkpoint, MLM or CLM (recognized by content).
+Hub id such as ``krasserm/perceiver-io-mlm``) or Lightning checkpoint, MLM, CLM or text classifier (recognized by
+content).
 
 The output directory holds ``config.json`` (nested ``model_config``), ``model.safetensors`` and the tokenizer; load it
-with ``PerceiverMaskedLanguageModel.from_pretrained`` / ``PerceiverCausalLanguageModel.from_pretrained`` or pass it as
+with ``PerceiverMaskedLanguageModel.from_pretrained`` / ``PerceiverCausalLanguageModel.from_pretrained`` /
+``PerceiverTextClassifier.from_pretrained`` or pass it as
 ``--model.params``. After writing, the output is loaded again and its logits are compared with the source model's
 (for ``deepmind``: the ``transformers`` model itself); the max abs difference is printed, and above ``--atol`` the
 command fails.
@@ -26,11 +28,14 @@ import torch
 
 from perceiver.hub import HubUnavailableError
 from perceiver.model.core.params import ParamsError
+from perceiver.model.text.classifier import predecessor as classifier_predecessor
+from perceiver.model.text.classifier.backend import TextClassifier
+from perceiver.model.text.classifier.huggingface import PerceiverTextClassifier
 from perceiver.model.text.clm.backend import CausalLanguageModel
 from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel
 from perceiver.model.text.mlm.convert import DEEPMIND_MODEL, load_deepmind_model
 from perceiver.model.text.mlm.huggingface import PerceiverMaskedLanguageModel
-from perceiver.model.text.predecessor import load_predecessor
+from perceiver.model.text.predecessor import load_predecessor as load_language_model
 from perceiver.model.text.tokenizer import BYTE_TOKENIZER, load_tokenizer
 
 
@@ -55,7 +60,16 @@ def logits_fn(model: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor], 
 
 
 def wrapper_class(model: torch.nn.Module):
+    if isinstance(model, TextClassifier):
+        return PerceiverTextClassifier
     return PerceiverCausalLanguageModel if isinstance(model, CausalLanguageModel) else PerceiverMaskedLanguageModel
+
+
+def load_predecessor(source: str, *args, **kwargs) -> torch.nn.Module:
+    """The backend model of a perceiver-io 0.11 text classifier, MLM or CLM, recognized by content."""
+    if classifier_predecessor.is_predecessor_classifier(source):
+        return classifier_predecessor.load_predecessor(source)
+    return load_language_model(source, *args, **kwargs)
 
 
 def save(model: torch.nn.Module, output_dir: str, tokenizer) -> None:

@@ -97,3 +97,34 @@ def test_building_blocks_by_hand():
     more = f.add(output=10, adapter=5)  # an adapter's own work, for tasks that have some
     assert more.parts["output"] == f.parts["output"] + 10 and more.forward == f.forward + 15
 
+
+
+def classifier_cases():
+    from perceiver.model.text.classifier import TextClassifier, TextClassifierConfig
+    from perceiver.model.vision.image_classifier import ImageClassifier, ImageClassifierConfig
+
+    def text(config, b, n):
+        return TextClassifier(config), torch.randint(0, config.vocab_size, (b, n)), config.flops(n)
+
+    def image(config, b):
+        return ImageClassifier(config), torch.randn(b, *config.image_shape), config.flops()
+
+    return [
+        ("text classifier 200.6M", lambda: text(TextClassifierConfig.from_preset("deepmind-encoder"), 2, 512)),
+        ("text classifier tiny", lambda: text(TextClassifierConfig.from_preset("tiny"), 3, 100)),
+        ("image classifier 907K", lambda: image(ImageClassifierConfig.from_preset("mnist-907k"), 4)),
+        ("image classifier, learned positions, pixel projection", lambda: image(ImageClassifierConfig.from_preset(
+            "tiny", encoder=dict(position_encoding="learned", num_position_channels=12, num_pixel_channels=6,
+                                 image_shape=(6, 5, 3))), 2)),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4), ids=lambda i: classifier_cases()[i][0])
+def test_classifier_flops_agree_with_flop_counter_on_meta(case):
+    with torch.device("meta"):
+        model, x, flops = classifier_cases()[case][1]()
+        model.train()
+        with FlopCounterMode(display=False) as counter:
+            logits = model(x)  # (B, K)
+            F.cross_entropy(logits, torch.zeros(x.shape[0], dtype=torch.long)).backward()
+    assert flops.step(x.shape[0]) == counter.get_total_flops()

@@ -35,12 +35,14 @@ from perceiver.model.core.perceiver_ar import kept_prefix_len
 @dataclass(frozen=True)
 class Flops:
     """Forward FLOPs of one example by part (``parts``), of which ``scores`` and ``values`` are the two products
-    inside scaled dot-product attention, and the number of input ``tokens`` of the example."""
+    inside scaled dot-product attention, ``input_layer`` those of a first layer applied to the raw input (whose
+    backward pass computes only the weight gradient), and the number of input ``tokens`` of the example."""
 
     parts: Mapping[str, int] = field(default_factory=dict)
     scores: int = 0
     values: int = 0
     tokens: int = 1
+    input_layer: int = 0
 
     @property
     def forward(self) -> int:
@@ -48,8 +50,9 @@ class Flops:
 
     @property
     def forward_backward(self) -> int:
-        """A training step's FLOPs for this example: forward plus backward (2 × forward)."""
-        return 3 * self.forward
+        """A training step's FLOPs for this example: forward plus backward (2 × forward, except 1 × for the
+        ``input_layer``: the raw input needs no gradient)."""
+        return 3 * self.forward - self.input_layer
 
     @property
     def per_token(self) -> float:
@@ -60,12 +63,14 @@ class Flops:
         """Training FLOPs of a batch of ``batch_size`` such examples."""
         return batch_size * self.forward_backward
 
-    def add(self, **parts: int) -> "Flops":
-        """These FLOPs plus further forward FLOPs by part (e.g. an input adapter's projection)."""
+    def add(self, input_layer: bool = False, **parts: int) -> "Flops":
+        """These FLOPs plus further forward FLOPs by part; ``input_layer``: the parts are applied to the raw input
+        (e.g. an input adapter's projection of pixels), so their backward pass has no input gradient."""
         merged = dict(self.parts)
         for name, flops in parts.items():
             merged[name] = merged.get(name, 0) + flops
-        return replace(self, parts=merged)
+        extra = sum(parts.values()) if input_layer else 0
+        return replace(self, parts=merged, input_layer=self.input_layer + extra)
 
     def flop_counter_total(self, device_type: str) -> int:
         """What ``FlopCounterMode`` (torch 2.13) counts for the forward and backward pass of this example.

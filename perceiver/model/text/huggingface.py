@@ -8,9 +8,9 @@ the tokenizer (``config.tokenizer_name``, the byte tokenizer by default): a save
 :func:`perceiver.model.core.params.load_params` read.
 
 Nothing is registered on import. :func:`register_auto_classes` registers the wrappers with ``AutoConfig``,
-``AutoModelForMaskedLM``, ``AutoModelForCausalLM`` and the pipelines; creating a wrapper calls it (idempotent), so a
-wrapper object goes into ``pipeline(...)`` as it is. Call it yourself to load a directory by name before any wrapper
-exists.
+``AutoModelForMaskedLM``, ``AutoModelForCausalLM``, ``AutoModelForSequenceClassification`` and the pipelines; creating
+a wrapper calls it (idempotent), so a wrapper object goes into ``pipeline(...)`` as it is. Call it yourself to load a
+directory by name before any wrapper exists.
 """
 
 from __future__ import annotations
@@ -117,22 +117,25 @@ class PerceiverPreTrainedModel(PreTrainedModel):
 
 
 def register_auto_classes() -> None:
-    """Register the wrappers with ``AutoConfig``, ``AutoModelForMaskedLM`` and ``AutoModelForCausalLM`` (idempotent).
+    """Register the wrappers with ``AutoConfig``, ``AutoModelForMaskedLM``, ``AutoModelForCausalLM`` and
+    ``AutoModelForSequenceClassification`` (idempotent).
 
     Afterwards ``AutoModelForMaskedLM.from_pretrained(dir)`` and ``pipeline("fill-mask", model=dir)`` (and the
-    causal counterparts) work on directories saved by the wrappers. The text-generation pipeline checks a model's
-    class name against transformers' static table of causal language models (not against the registered classes)
-    and otherwise logs "not supported for text-generation" with ~200 names; the causal wrapper is added to that table
-    too."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+    causal and text-classification counterparts) work on directories saved by the wrappers. The text-generation
+    pipeline checks a model's class name against transformers' static table of causal language models (not against
+    the registered classes) and otherwise logs "not supported for text-generation" with ~200 names; the causal wrapper
+    is added to that table too."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+    from perceiver.model.text.classifier.huggingface import PerceiverTextClassifier, PerceiverTextClassifierConfig
     from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel, PerceiverCausalLanguageModelConfig
     from perceiver.model.text.mlm.huggingface import PerceiverMaskedLanguageModel, PerceiverMaskedLanguageModelConfig
 
     for config, model, auto in (
         (PerceiverMaskedLanguageModelConfig, PerceiverMaskedLanguageModel, AutoModelForMaskedLM),
         (PerceiverCausalLanguageModelConfig, PerceiverCausalLanguageModel, AutoModelForCausalLM),
+        (PerceiverTextClassifierConfig, PerceiverTextClassifier, AutoModelForSequenceClassification),
     ):
         AutoConfig.register(config.model_type, config, exist_ok=True)
         auto.register(config, model, exist_ok=True)

@@ -22,6 +22,7 @@ import torch.nn as nn
 from perceiver.model.core.adapter import InputAdapter
 from perceiver.model.core.classifier import ClassificationDecoder, ClassificationDecoderConfig
 from perceiver.model.core.config import ConfigError, EncoderConfig, PerceiverIOConfig, check_positive
+from perceiver.model.core.flops import Flops, linear, perceiver_io
 from perceiver.model.core.perceiver_io import PerceiverEncoder, PerceiverIO
 from perceiver.model.core.position import FourierPositionEncoding, TrainablePositionEncoding
 from perceiver.model.core.presets import Preset
@@ -140,6 +141,20 @@ class ImageClassifierConfig(PerceiverIOConfig[ImageEncoderConfig, Classification
     @property
     def num_classes(self) -> int:
         return self.decoder.num_classes
+
+    def flops(self, train: bool = True) -> Flops:
+        """Analytic FLOPs of one image (its M = H * W pixels are the input positions) and its classification query,
+        with the optional pixel projection (``train`` changes nothing here). See ``perceiver.model.core.flops``."""
+        enc, dec = self.encoder, self.decoder
+        h, w, c = enc.image_shape
+        # the model's cross-attention query/key channels default to the input channels (see ImageClassifier)
+        qk = enc.num_cross_attention_qk_channels or enc.num_input_channels
+        config = dataclasses.replace(self, encoder=dataclasses.replace(enc, num_cross_attention_qk_channels=qk))
+        flops = perceiver_io(config, h * w, enc.num_input_channels, num_queries=1,
+                             query_channels=dec.num_output_query_channels, output_channels=self.num_classes)
+        if enc.num_pixel_channels:
+            flops = flops.add(input_layer=True, pixel_projection=linear(h * w, c, enc.num_pixel_channels))
+        return flops
 
 
 class ImageInputAdapter(InputAdapter):

@@ -7,6 +7,7 @@ Batches are ``{"image": (B, H, W, C) float, "label": (B,) long}`` (``perceiver.d
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Optional
 
 import torch
@@ -110,6 +111,11 @@ class LitImageClassifier(LitModel):
     def batch_tokens(self, batch: dict) -> int:
         """Input positions: pixels."""
         return batch["image"][..., 0].numel()
+
+    def step_cost(self, batch: dict) -> tuple[int, int]:
+        """(pixels, FLOPs) of a training step on ``batch``: every image has the config's shape."""
+        b = batch["image"].shape[0]
+        return b * math.prod(self.config.image_shape[:2]), self.config.flops(train=self.training).step(b)
 
     def attention_keys(self, batch: dict) -> dict:
         """The keys are the pixels of the image: the journal saves the image (H, W, C) beside the weights."""
