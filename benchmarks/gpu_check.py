@@ -77,6 +77,9 @@ def last_error(output: str) -> str:
 
 
 def stages(args, out: Path) -> list[Stage]:
+    from cases import model_config
+    from gpu_worker import stage_case
+
     py, dry = sys.executable, args.dry_run
     device = "cpu" if dry else "cuda"
     steps, warmup = (3, 1) if dry else (args.steps, 5)
@@ -88,8 +91,11 @@ def stages(args, out: Path) -> list[Stage]:
         compile_ = ["--compile"] if case != "gen" else []
         result.append(Stage(f"{case} ours", [py, *worker, "--case", case, *compile_], 300, result_line))
         if args.pio_python:  # -P and a cwd outside the repo: our package must not shadow perceiver-io's
+            # perceiver-io's interpreter cannot import our presets: the model config comes from here
+            config = json.dumps(model_config(stage_case(case, dry)))
             result.append(Stage(f"{case} pio", [args.pio_python, "-P", *worker, "--case", case, "--lib", "pio",
-                                                *compile_], 300, result_line, cwd=Path("/tmp"), env=pio_env, lib="pio"))
+                                                "--model-config", config, *compile_], 300, result_line,
+                                cwd=Path("/tmp"), env=pio_env, lib="pio"))
 
     data = ["--data=WikiTextDataModule", "--data.source=sample", f"--data.dataset_dir={out / 'data'}",
             "--data.num_workers=2"]
@@ -106,9 +112,8 @@ def stages(args, out: Path) -> list[Stage]:
 
     def cli(name: str, max_steps: int, *extra: str) -> Stage:
         run = out / name
-        journal = ["--trainer.callbacks+=perceiver.training.journal.RunJournal", f"--trainer.callbacks.run_dir={run}",
-                   "--trainer.callbacks.attention_every=0", "--trainer.callbacks.progress_every=20",
-                   f"--trainer.default_root_dir={run}", f"--trainer.max_steps={max_steps}"]
+        journal = [f"--run_dir={run}", "--journal.attention_every=0", "--journal.progress_every=20",
+                   f"--trainer.max_steps={max_steps}"]
         return Stage(name, [py, "-m", "perceiver.scripts.text.clm", "fit", *data, *trainer, *journal, *extra], 300,
                      lambda output, _: run_directory(output, run))
 

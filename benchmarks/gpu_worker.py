@@ -46,8 +46,15 @@ def train_case(kind: str, tiny: bool) -> dict:
     return dict(kind="mlm", batch=2 if tiny else 8, seq=64 if tiny else 2048, tiny=tiny)
 
 
-def build(lib: str, case: dict):
-    return worker.build_clm(lib, case) if case["kind"] == "clm_train" else worker.build_mlm(lib, case)
+def stage_case(kind: str, tiny: bool) -> dict:
+    """The benchmark case of a ``--case`` (train_clm, train_mlm or gen)."""
+    return train_case(kind, tiny) if kind != "gen" else dict(worker.CASES["smoke_gen" if tiny else "gen_b1"])
+
+
+def build(lib: str, case: dict, model_config: str | None = None):
+    """The model of a train case; ``model_config`` (JSON) is required for perceiver-io (see benchmarks/cases.py)."""
+    config = worker.case_model_config(lib, case, model_config)
+    return worker.build_clm(config) if case["kind"] == "clm_train" else worker.build_mlm(lib, config)
 
 
 def ours_flops_per_step(kind: str, tiny: bool) -> int:
@@ -67,7 +74,7 @@ def train(args, device) -> dict:
     torch.manual_seed(0)
     case = train_case(args.case, args.tiny)
     b, n = case["batch"], case["seq"]
-    model = build(args.lib, case).to(device).train()
+    model = build(args.lib, case, args.model_config).to(device).train()
     x = torch.randint(0, 262, (b, n), device=device)
     if case["kind"] == "clm_train":
         prefix_len = n - case["latents"]
@@ -121,8 +128,9 @@ def train(args, device) -> dict:
 def generate(args, device) -> dict:
     import torch
 
-    case = dict(worker.CASES["smoke_gen" if args.tiny else "gen_b1"])
-    step, model = worker.make_step(args.lib, case, "fp32")  # builds the model and the greedy generate call
+    case = stage_case("gen", args.tiny)
+    # builds the model and the greedy generate call
+    step, model = worker.make_step(args.lib, case, "fp32", args.model_config)
     model.to(device)
     g = torch.Generator().manual_seed(1)
     x = torch.randint(3, 262, (case["batch"], case["seq"]), generator=g).to(device)
@@ -180,6 +188,8 @@ def main():
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--tiny", action="store_true", help="tiny models (the dry run)")
+    p.add_argument("--model-config", default=None,
+                   help="the case's model config as JSON (needed with --lib pio; gpu_check.py passes it)")
     args = p.parse_args()
 
     import torch

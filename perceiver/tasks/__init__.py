@@ -17,8 +17,6 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any, Literal, Mapping, Optional
 
-from perceiver.model.core.presets import config_from_dict, merge, preset_fields
-
 
 def load_object(path: str) -> Any:
     """The object named ``"package.module:attribute"`` (or ``"package.module.attribute"``)."""
@@ -117,11 +115,15 @@ class Task:
 
     def model_defaults(self) -> dict:
         """Fields of the documented model preset without the data-linked ones: the CLI's ``model`` defaults."""
+        from perceiver.model.core.presets import preset_fields
+
         return drop_fields(preset_fields(self.config_class, self.model_preset), self.linked_fields)
 
     def build_config(self, values: Mapping[str, Any], data: Mapping[str, Any]):
         """The config dataclass from (nested) field values plus the linked values of the data module (``data``:
         attribute -> value, e.g. ``{"vocab_size": 262, "max_seq_len": 256}``). Raises ``ConfigError``."""
+        from perceiver.model.core.presets import config_from_dict, merge
+
         linked: dict = {}
         for attr, fields in self.links.items():
             for dotted in fields:

@@ -216,5 +216,5 @@ def mean_mfu(values: list[Optional[float]]) -> Optional[float]:
     return sum(vals) / len(vals) if vals else None
 
 
-__all__ = ["ComputeMonitor", "GPU_PEAKS", "METRICS", "Peak", "datasheet_peak", "device_peak", "format_flops", "measure_peak",
-           "precision_dtype"]
+__all__ = ["ComputeMonitor", "GPU_PEAKS", "METRICS", "Peak", "datasheet_peak", "device_peak", "format_flops",
+           "measure_peak", "precision_dtype"]

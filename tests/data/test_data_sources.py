@@ -178,3 +178,23 @@ def test_clf_labels_from_directory_names(tmp_path):
     for ids, label in zip(batch["input_ids"], batch["labels"]):
         assert bytes((ids[:3] - 6).tolist()) == [b"neg", b"pos"][label]
     assert np.all(batch["pad_mask"].numpy() == False)
+
+
+def test_check_source_before_reading_anything(tmp_path, monkeypatch):
+    """``check_source`` (what the workbench form calls while you type) names the field and says what to give."""
+    from perceiver.model.core.config import ConfigError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for source in ("sample", "hub", str(tmp_path)):
+        WikiTextDataModule(source=source, task="clm").check_source()
+    _write(tmp_path / "file.txt", b"text")
+    for source, message in ((str(tmp_path / "nope"), "does not exist"), (str(tmp_path / "file.txt"), "not a directory")):
+        with pytest.raises(ConfigError, match=message) as e:
+            TextFilesDataModule(source=source).check_source()
+        assert e.value.field == "source"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE=1 is set; use 'sample'") as e:
+        WikiTextDataModule(source="hub", task="clm").check_source()
+    assert e.value.field == "source"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from interop_helpers import read_json, tiny_clm_config, tiny_mlm_config
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PerceiverTokenizer, pipeline
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, PerceiverTokenizer, pipeline
 
 from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel, PerceiverCausalLanguageModelConfig
 from perceiver.model.text.clm.lightning import LitCausalLanguageModel
@@ -274,12 +275,49 @@ def test_fill_mask_pipeline(mlm, tokenizer):
     assert results[0]["sequence"] == text.replace("[MASK]", tokenizer.decode([results[0]["token"]]))
 
 
-def test_fill_mask_pipeline_by_directory(mlm, tokenizer, tmp_path):
+def test_saved_directories_hold_the_tokenizer(mlm, clm, tmp_path):
+    mlm.save_pretrained(tmp_path / "mlm")
+    clm.save_pretrained(tmp_path / "clm")
+    for name, side in (("mlm", "right"), ("clm", "left")):
+        assert json.loads((tmp_path / name / "config.json").read_text())["tokenizer_name"] == "deepmind/language-perceiver"
+        loaded = AutoTokenizer.from_pretrained(tmp_path / name)  # from the directory alone
+        assert isinstance(loaded, PerceiverTokenizer) and len(loaded) == 262 and loaded.padding_side == side
+
+
+@torch.no_grad()
+def test_pipelines_by_directory_name(mlm, clm, tokenizer, tmp_path):
+    """A saved directory is all a pipeline needs: no tokenizer argument, no "install sentencepiece" detour."""
     register_auto_classes()
-    mlm.save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    results = pipeline("fill-mask", model=str(tmp_path))("Hello w[MASK]rld")
-    assert len(results) == 5
+    mlm.save_pretrained(tmp_path / "my-mlm")
+    results = pipeline("fill-mask", model=str(tmp_path / "my-mlm"))("Hello w[MASK]rld", top_k=3)
+    enc = tokenizer("Hello w[MASK]rld", return_tensors="pt")
+    pos = (enc.input_ids[0] == tokenizer.mask_token_id).nonzero().item()
+    assert [r["token"] for r in results] == mlm(**enc).logits[0, pos].topk(3).indices.tolist()
+
+    clm.save_pretrained(tmp_path / "my-clm")
+    generator = pipeline("text-generation", model=str(tmp_path / "my-clm"))
+    options = dict(max_new_tokens=6, num_latents=2, add_special_tokens=False, do_sample=False)
+    ids = tokenizer("Perceiver", add_special_tokens=False, return_tensors="pt").input_ids
+    expected = clm.backend_model.generate(ids, 6, num_latents=2)[0].tolist()
+    assert generator("Perceiver", return_tensors=True, **options)[0]["generated_token_ids"] == expected
+
+
+def test_pipeline_by_object_without_alarming_messages():
+    """In a fresh process, without registering anything by hand: no "is not supported for text-generation" and the
+    list of ~200 model names that transformers logs for models it does not know."""
+    code = (
+        "from transformers import PerceiverTokenizer, pipeline\n"
+        "from perceiver.model.text.clm import CausalLanguageModelConfig\n"
+        "from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel as M\n"
+        "config = M.config_class(model_config=CausalLanguageModelConfig.from_preset('tiny', vocab_size=262, "
+        "max_seq_len=64))\n"
+        "out = pipeline('text-generation', model=M(config), tokenizer=PerceiverTokenizer())('The', max_new_tokens=2)\n"
+        "print('GENERATED', out[0]['generated_text'][:3])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "GENERATED The" in out.stdout
+    assert "not supported" not in out.stderr + out.stdout and "Supported models" not in out.stderr + out.stdout
 
 
 def test_text_generation_pipeline(clm, tokenizer):

@@ -352,11 +352,11 @@ def _(tmp):
 
 def cli(tmp: Path, *args: str, task: str = "clm", fit: bool = False):
     """The task's CLI with a small model on the sample; ``fit`` runs the subcommand (else only builds)."""
-    from perceiver.scripts.cli import task_main
+    from perceiver.scripts.entry import task_main
 
     base = ["--data.source=sample", f"--data.dataset_dir={tmp / 'data'}", "--data.max_seq_len=64",
             "--data.num_workers=0", *cli_args(task), "--trainer.accelerator=cpu", "--trainer.max_steps=2",
-            f"--trainer.default_root_dir={tmp}", "--trainer.enable_progress_bar=false"]
+            "--trainer.enable_progress_bar=false", *([f"--run_dir={tmp / 'run'}"] if fit else [])]
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr), pytest.MonkeyPatch.context() as mp:
@@ -431,6 +431,19 @@ def _(tmp):
 @case("cli-trainer-max-steps-not-int")
 def _(tmp):
     cli(tmp, "--trainer.max_steps=abc")
+
+
+@case("cli-trainer-devices-invalid")
+def _(tmp):
+    cli(tmp, "--trainer.devices=abc")
+
+
+@case("cli-run-dir-holds-a-run")
+def _(tmp):
+    from perceiver.runs import status
+
+    status.write(tmp / "run", status="completed", step=2, max_steps=2)  # an earlier run in the directory
+    cli(tmp, fit=True)
 
 
 @case("cli-resume-truncated-checkpoint")

@@ -71,9 +71,8 @@ def test_fit_writes_the_run_directory_and_test_reports_accuracy(tmp_path, monkey
     cli_script.main([
         "fit", *TINY_ARGS, "--optimizer=AdamW", "--optimizer.lr=3e-3", "--trainer.max_steps=8",
         "--trainer.val_check_interval=4", "--trainer.check_val_every_n_epoch=null", "--trainer.accelerator=cpu",
-        "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={run}", "--seed_everything=0",
-        "--trainer.callbacks+=perceiver.training.journal.RunJournal", f"--trainer.callbacks.run_dir={run}",
-        "--trainer.callbacks.attention_every=4",
+        "--trainer.enable_progress_bar=false", f"--run_dir={run}", "--seed_everything=0",
+        "--journal.attention_every=4",
     ])
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("train_accuracy" not in r and "val_accuracy" in r for r in records)

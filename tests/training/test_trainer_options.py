@@ -34,7 +34,7 @@ def fit(tmp_path: Path, dataset_dir: str, *args: str):
         *cli_args("clm"), "--model.validation_sample_length=4", "--optimizer=Adam",
         "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.max_steps=2", "--trainer.val_check_interval=2",
         "--trainer.limit_val_batches=1", "--trainer.enable_model_summary=false",
-        f"--trainer.default_root_dir={tmp_path}",
+        f"--run_dir={tmp_path}",
     ]
     return clm.main([*base, *args])
 
@@ -48,7 +48,7 @@ def test_no_logger_and_no_progress_bar(tmp_path, dataset_dir, capsys):
     trainer = cli.trainer
     assert trainer.loggers == [] and trainer.global_step == 2
     assert not any(isinstance(cb, LearningRateMonitor) for cb in trainer.callbacks)  # it would refuse to run
-    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()  # without a logger, under default_root_dir
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()  # without a logger, in the run directory
     assert any(isinstance(cb, InterruptCheckpoint) for cb in trainer.callbacks)
     assert trainer.progress_bar_callback is None and "it/s" not in capsys.readouterr().err
 
@@ -106,7 +106,7 @@ def workbench_fit(tmp_path: Path, dataset_dir: str, trainer: dict):
     extra = {"trainer": {"limit_val_batches": 1, "val_check_interval": 2, **trainer},
              "data": {"dataset_dir": dataset_dir, "max_documents": 6, "num_workers": 0},
              "model": {"validation_sample_length": 4}}
-    config = spec.cli_config("clm", clm_config(), settings, tmp_path / "run", extra, log=lambda _: None)
+    config = spec.cli_config("clm", clm_config(), settings, tmp_path / "run", extra)
     path = tmp_path / "config.yaml"
     path.write_text(spec.to_yaml(config))
     return clm.main(["fit", f"--config={path}"])
@@ -139,12 +139,12 @@ def test_workbench_takes_trainer_options(tmp_path):
     stopping = {"class_path": "pytorch_lightning.callbacks.EarlyStopping", "init_args": {"monitor": "val_loss"}}
     wb = Workbench("clm", run_dir=str(tmp_path), trainer={"logger": False, "enable_checkpointing": False,
                                                           "callbacks": [stopping]})
-    trainer = wb.cli_config(log=lambda _: None)["trainer"]
+    trainer = wb.cli_config()["trainer"]
     assert trainer["logger"] is False and trainer["enable_checkpointing"] is False
-    assert [c["class_path"] for c in trainer["callbacks"]] == ["perceiver.training.journal.RunJournal",
-                                                               "pytorch_lightning.callbacks.EarlyStopping"]
+    # the user's callback; the CLI adds its own and the run journal beside it when the run starts
+    assert [c["class_path"] for c in trainer["callbacks"]] == ["pytorch_lightning.callbacks.EarlyStopping"]
     wb.preset_select.value = "Perceiver AR (30.6M)"  # a preset change keeps them
-    assert wb.cli_config(log=lambda _: None)["trainer"]["logger"] is False
+    assert wb.cli_config()["trainer"]["logger"] is False
 
 
 # --- our callbacks without checkpointing, from Python -----------------------------------------------------------
@@ -171,4 +171,4 @@ def test_interrupt_checkpoint_follows_enable_checkpointing(tmp_path, dataset_dir
         assert torch.load(saved[0], weights_only=True)["global_step"] == 2
     else:
         assert saved == [] and "no checkpoint saved (checkpointing is disabled)" in capsys.readouterr().out
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "interrupted (RuntimeError)"
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"

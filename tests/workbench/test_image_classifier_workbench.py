@@ -41,7 +41,7 @@ def test_tuple_field_parses_and_validates(wb):
 
 
 def test_cli_config(wb):
-    cfg = wb.cli_config(log=lambda _: None)
+    cfg = wb.cli_config()
     assert cfg["data"]["class_path"] == "perceiver.data.vision.MNISTDataModule"
     assert cfg["data"]["init_args"]["source"] == "sample" and "max_seq_len" not in cfg["data"]["init_args"]
     assert "image_shape" not in cfg["model"]["encoder"] and "num_classes" not in cfg["model"]["decoder"]

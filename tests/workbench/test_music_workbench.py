@@ -47,7 +47,7 @@ def test_workbench_presets(tmp_path):
     assert not wb.validate()
     wb.apply_preset("MAESTRO (28.5M)")
     assert "28.5M" in wb.params_label.value
-    config = wb.cli_config(log=lambda _: None)
+    config = wb.cli_config()
     assert config["data"]["init_args"]["source"] == "sample" and config["model"]["max_latents"] == 1024
 
 

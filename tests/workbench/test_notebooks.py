@@ -28,7 +28,7 @@ REFERENCE = Path(__file__).parent / "reference"
 LOSS_DROP = 1.0  # nats between the first and the final training loss
 REL_TOL = 0.02
 TINY = {"max_steps": 20, "max_seq_len": 128, "batch_size": 8, "seed": 0, "devices": "cpu", "cpu_threads": 1}
-RUN_FILES = ["config.yaml", "config.resolved.yaml", "metrics.json", "metrics.jsonl", "env.json", "train.log",
+RUN_FILES = ["config.yaml", "status.json", "metrics.json", "metrics.jsonl", "env.json", "train.log",
              "plots/curves.png", "checkpoints/final.ckpt", "samples.jsonl"]
 
 
@@ -81,6 +81,7 @@ def test_training_notebook(runs, task):
     assert list((run / "attention").glob("step-*.npz"))
     m = json.loads((run / "metrics.json").read_text())
     assert m["status"] == "completed" and m["steps"] == TINY["max_steps"]
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
     first, final = m["first_train_loss"], m["final"]["train_loss"]
     assert first - final >= LOSS_DROP, f"loss fell only from {first:.3f} to {final:.3f}"
     assert m["tokens_per_s"] > 0 and m["wall_s"] > 0 and "val_loss" in m["final"]
@@ -101,7 +102,7 @@ def test_training_notebook(runs, task):
         assert value == pytest.approx(ref[key], rel=REL_TOL), f"{key}: {value} vs reference {ref[key]}"
 
     out = runs / f"train_{task}.ipynb"
-    assert png_outputs(out) >= 2  # loss curves and attention map stay in the executed notebook
+    assert png_outputs(out) == 2  # loss curves and attention map stay in the executed notebook, once each
     text = text_outputs(out)
     assert "[journal] step" in text and "sample at step" in text
 
@@ -125,10 +126,7 @@ def test_generate_notebook(runs):
 
 # --- image classifier -----------------------------------------------------------------------------------------------
 
-IMAGE_TINY = {"max_steps": 150, "batch_size": 32, "seed": 0, "devices": -1}
-IMAGE_RUN_FILES = ["config.yaml", "config.resolved.yaml", "metrics.json", "metrics.jsonl", "env.json", "train.log",
-                   "plots/curves.png", "plots/pixel_attention.png", "plots/misclassified.png",
-                   "checkpoints/final.ckpt", "samples.jsonl"]
+IMAGE_TINY = {"max_steps": 150, "batch_size": 32, "seed": 0, "devices": "cpu", "cpu_threads": 1}
 
 
 def test_image_classifier_notebook(tmp_path):
@@ -137,7 +135,7 @@ def test_image_classifier_notebook(tmp_path):
     p = papermill("train_image_classifier.ipynb", out, {**IMAGE_TINY, "run_dir": str(run)}, tmp_path)
     log, _ = p.communicate(timeout=600)
     assert p.returncode == 0, f"train_image_classifier.ipynb failed:\n{log[-3000:]}"
-    missing = [f for f in IMAGE_RUN_FILES if not (run / f).is_file()]
+    missing = [f for f in [*RUN_FILES, *figure_files("image_classifier")] if not (run / f).is_file()]
     assert not missing, f"run directory incomplete: {missing}"
     assert list((run / "attention").glob("step-*.npz")) and list((run / "records" / "misclassified").glob("*.npz"))
     m = json.loads((run / "metrics.json").read_text())
@@ -145,12 +143,16 @@ def test_image_classifier_notebook(tmp_path):
     first, final = m["first_train_loss"], m["final"]["train_loss"]
     assert first - final >= LOSS_DROP, f"loss fell only from {first:.3f} to {final:.3f}"
     assert m["final"]["val_accuracy"] > 0.2  # 10 classes: chance is 0.1 (validated at step 100 of the warmup-cosine)
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    env = json.loads((run / "env.json").read_text())
+    assert env["device"].startswith("1 x cpu") and env["torch_threads"] == IMAGE_TINY["cpu_threads"]
 
     figures = {"first_train_loss": first, "final_train_loss": final, "final_val_loss": m["final"]["val_loss"]}
     ref_path = REFERENCE / "image_classifier.json"
     if os.environ.get("PERCEIVER_UPDATE_REFERENCE"):
         ref_path.write_text(json.dumps({"params": IMAGE_TINY, **figures}, indent=1) + "\n")
     ref = json.loads(ref_path.read_text())
+    assert ref["params"] == IMAGE_TINY, "the reference was recorded with other parameters: re-record it"
     for key, value in figures.items():
         assert value == pytest.approx(ref[key], rel=REL_TOL), f"{key}: {value} vs reference {ref[key]}"
 

@@ -22,6 +22,7 @@ from perceiver.data.text import masking, sample, sources
 from perceiver.data.text.examples import DocumentDataset, TextCollator, TokenStreamDataset
 from perceiver.data.text.loader import ResumableDataLoader
 from perceiver.data.text.preprocess import build_cache, cache_key, open_cache
+from perceiver.hub import offline_by_env
 from perceiver.model.text.tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,26 @@ class TextDataModule(pl.LightningDataModule):
             )
 
     # -- source and cache ------------------------------------------------------------------------------------------
+
+    def check_source(self) -> None:
+        """Check, without reading any data, that the source can be used here: a local path exists and is a
+        directory; ``"hub"`` is not switched off by an offline variable. Raises ``ConfigError`` naming ``source``
+        (the workbench calls this when the form changes; training would fail later, after loading the model)."""
+        if self.source == "sample":
+            return
+        if self.source == "hub":
+            var = offline_by_env()
+            if var is not None:
+                raise ConfigError(type(self).__name__, "source", f"'hub' needs the Hugging Face Hub, but {var}=1 is "
+                                  f"set; use 'sample' (offline) or a local directory")
+            return
+        path = Path(self.source).expanduser()
+        if not path.exists():
+            raise ConfigError(type(self).__name__, "source", f"{path} does not exist; give a directory of .txt or "
+                              f".parquet files, a saved dataset, 'sample' (offline) or 'hub'")
+        if not path.is_dir():
+            raise ConfigError(type(self).__name__, "source", f"{path} is not a directory; give the directory that "
+                              f"holds the .txt/.parquet files or the saved dataset")
 
     def load_hub_source(self) -> DatasetDict:
         """Load the Hub dataset with ``train`` and ``validation`` splits (subclasses)."""

@@ -114,16 +114,17 @@ def load_hub(path: str, name: str | None, revision: str | None, **kwargs: Any) -
     it fails immediately unless the dataset is in its local cache, so it is called without a probe. Offline
     variables set after ``datasets`` was imported are not seen by it, so then we fail right away.
     """
+    offline = f"the Hugging Face Hub is offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE). {OFFLINE_HINT}"
     if hub_offline():
         if not datasets.config.HF_HUB_OFFLINE:
-            raise HubUnreachableError(
-                f"the Hugging Face Hub is offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE). {OFFLINE_HINT}"
-            )
+            raise HubUnreachableError(offline)
     else:
         check_hub_reachable(path, revision)
     try:
         return datasets.load_dataset(path, name, revision=revision, **kwargs)
     except ConnectionError as e:
+        if hub_offline():  # offline and not in the local datasets cache: the same message, whenever datasets was imported
+            raise HubUnreachableError(offline) from None
         raise HubUnreachableError(f"cannot load {path!r} ({name}) from the Hugging Face Hub: {e}. {OFFLINE_HINT}")
 
 

@@ -1,10 +1,12 @@
 """Generate music with a symbolic audio model and write it as MIDI, a piano-roll PNG and a WAV preview.
 
-    python -m perceiver.scripts.audio.generate --model runs/train_music --prompt chorale:bwv1.6 --out samples/bach
+    python -m perceiver.scripts.audio.generate --model runs/music --prompt chorale:bwv1.6 --out samples/bach
 
 writes ``samples/bach.mid``, ``samples/bach.png`` and ``samples/bach.wav`` (``-<i>`` before the suffix for
-``--num_samples`` > 1). ``--model`` is a run directory (its ``checkpoints/final.ckpt``), a Lightning checkpoint, a
-directory saved with ``save_pretrained``, or a perceiver-io 0.11 symbolic audio model (directory or checkpoint).
+``--num_samples`` > 1). ``--model`` is a run directory (its ``checkpoints/final.ckpt``) or a directory of runs such
+as ``runs/music`` (its latest run), a Lightning checkpoint, a directory saved with ``save_pretrained``, or a
+perceiver-io 0.11 symbolic audio model (directory or checkpoint). Relative paths are taken from the repository root
+(``perceiver.runs.paths``), as everywhere else.
 ``--prompt`` is ``chorale:<name>`` (music21's Bach chorales), a MIDI or score file, or event text.
 """
 
@@ -17,6 +19,7 @@ from typing import Optional
 from jsonargparse import CLI
 
 from perceiver.model.audio.symbolic.backend import SymbolicAudioModel
+from perceiver.runs import paths
 
 
 def load_model(source: str, map_location: str = "cpu") -> SymbolicAudioModel:
@@ -24,7 +27,9 @@ def load_model(source: str, map_location: str = "cpu") -> SymbolicAudioModel:
     from perceiver.model.audio.symbolic.lightning import LitSymbolicAudioModel
     from perceiver.model.audio.symbolic.predecessor import SAM_MODEL_TYPE, load_predecessor
 
-    path = Path(source)
+    path = paths.resolve(source)
+    if path.is_dir() and not (path / "config.json").is_file():  # a run directory, or a directory of runs
+        path = paths.latest_run(path) or path
     if (path / "checkpoints").is_dir():  # a run directory
         ckpts = sorted((path / "checkpoints").glob("*.ckpt"),
                        key=lambda p: (p.name != "final.ckpt", -p.stat().st_mtime))
@@ -49,7 +54,7 @@ def load_model(source: str, map_location: str = "cpu") -> SymbolicAudioModel:
 def main(
     model: str,
     prompt: str = "chorale:bwv1.6",
-    out: str = "runs/music/sample",
+    out: str = "runs/generated_music/sample",
     prompt_events: Optional[int] = 64,
     max_new_events: int = 512,
     num_samples: int = 1,
@@ -61,9 +66,10 @@ def main(
     """Continue ``prompt`` with ``model`` and write each piece as ``<out>.mid``, ``.png`` and ``.wav``.
 
     Args:
-        model: run directory, Lightning checkpoint, saved model directory or perceiver-io 0.11 model.
+        model: run directory (or a directory of runs: the latest), Lightning checkpoint, saved model directory or
+            perceiver-io 0.11 model.
         prompt: ``chorale:<name>`` (e.g. ``chorale:bwv1.6``), a MIDI or score file, or event text.
-        out: path of the output files without suffix.
+        out: path of the output files without suffix (relative: from the repository root).
         prompt_events: keep only the first this many events of the prompt (None: all that fit the model).
         max_new_events: events to generate.
         num_samples: pieces to generate (``<out>-<i>.*``).
@@ -79,11 +85,11 @@ def main(
                              temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     written = []
     for i, sample in enumerate(samples):
-        stem = Path(out) if num_samples == 1 else Path(f"{out}-{i}")
-        paths = sample.save(stem)
+        stem = paths.resolve(out if num_samples == 1 else f"{out}-{i}")
+        files = sample.save(stem)
         d = sample.decoded
-        print(f"{len(d.notes)} notes, {d.duration:.1f} s: " + ", ".join(str(p) for p in paths.values()))
-        written.append(paths)
+        print(f"{len(d.notes)} notes, {d.duration:.1f} s: " + ", ".join(str(p) for p in files.values()))
+        written.append(files)
     print("validity:", validity(samples))
     return written
 

@@ -7,7 +7,7 @@ Defaults reproduce perceiver-io 0.11's MAESTRO v3 model (preset ``maestro-28.5m`
 chorales shipped with music21 (offline).
 """
 
-from perceiver.scripts.cli import task_main
+from perceiver.scripts.entry import task_main
 
 main = task_main("music")
 

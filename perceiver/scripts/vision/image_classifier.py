@@ -7,7 +7,7 @@ Defaults reproduce perceiver-io 0.11's 907K MNIST classifier (preset ``mnist-907
 ``data.image_shape`` and ``data.num_classes`` flow into the encoder and decoder configs.
 """
 
-from perceiver.scripts.cli import task_main
+from perceiver.scripts.entry import task_main
 
 main = task_main("image_classifier")
 

@@ -8,6 +8,8 @@ Face calling convention on top of the CLM's kv-cached decoding loop, greedy or s
 
 from __future__ import annotations
 
+from typing import Optional
+
 from perceiver.model.audio.symbolic.backend import SymbolicAudioModel, SymbolicAudioModelConfig
 from perceiver.model.core.presets import config_from_dict
 from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel, PerceiverCausalLanguageModelConfig
@@ -17,6 +19,7 @@ class PerceiverSymbolicAudioModelConfig(PerceiverCausalLanguageModelConfig):
     """``model_config``: a :class:`SymbolicAudioModelConfig` (or its dict)."""
 
     model_type = "perceiver-symbolic-audio"
+    tokenizer_name: Optional[str] = None  # MIDI events: MidiTokenizer, not a Hugging Face tokenizer
 
     @classmethod
     def default_backend_config(cls) -> SymbolicAudioModelConfig:

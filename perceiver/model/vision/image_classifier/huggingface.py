@@ -36,6 +36,7 @@ class PerceiverImageClassifierConfig(PerceiverBackendConfig):
     per class of the backend config."""
 
     model_type = "perceiver-image-classifier"
+    tokenizer_name: Optional[str] = None  # pixels need an image processor (saved by save_pretrained below)
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

@@ -14,14 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from perceiver.model.core.classifier import ClassificationDecoderConfig
-from perceiver.model.text.predecessor import load_params  # core load_params + perceiver-io 0.11 formats
 from perceiver.model.vision.image_classifier.backend import ImageClassifier, ImageClassifierConfig, ImageEncoderConfig
-from perceiver.model.vision.image_classifier.predecessor import CKPT_ALLOWLIST
+from perceiver.model.vision.image_classifier.predecessor import load_params  # core load_params + 0.11 formats
 from perceiver.training.module import LitModel
 
 
-def field_hint(name: str) -> str:
-    """The config field behind a parameter name, for shape-mismatch errors."""
+def field_hint(name: str, problem: str = "shape") -> str:
+    """The config field behind parameter ``name`` for a ``problem`` of ``load_params`` (shape, missing,
+    unexpected)."""
     hints = [
         ("pixel_projection", "encoder.image_shape / encoder.num_pixel_channels"),
         ("position_encoding", "encoder.image_shape / encoder.num_position_channels"),
@@ -48,9 +48,12 @@ class LitImageClassifier(LitModel):
         decoder: classification decoder config.
         params: pretrained weights (see :class:`perceiver.training.LitModel`), also perceiver-io 0.11 image
             classifier directories and checkpoints.
+        params_strict: refuse weights that do not match the model exactly (see :class:`perceiver.training.LitModel`).
         num_misclassified: misclassified validation images kept for the workbench's figure.
         compile: wrap the model's forward in ``torch.compile``.
     """
+
+    field_hint = staticmethod(field_hint)
 
     def __init__(
         self,
@@ -58,11 +61,12 @@ class LitImageClassifier(LitModel):
         decoder: ClassificationDecoderConfig,
         *,
         params: Optional[str] = None,
+        params_strict: bool = True,
         num_misclassified: int = 32,
         compile: bool = False,
         **kwargs,
     ):
-        super().__init__(params=params, compile=compile)
+        super().__init__(params=params, params_strict=params_strict, compile=compile)
         self.config = ImageClassifierConfig(
             as_config(ImageEncoderConfig, encoder), as_config(ClassificationDecoderConfig, decoder), **kwargs
         )
@@ -75,9 +79,9 @@ class LitImageClassifier(LitModel):
         self.model = ImageClassifier(self.config)
         if self.config.encoder.params is not None:
             load_params(self.model.encoder, self.config.encoder.params, field_hint, prefix="encoder.",
-                        allow=CKPT_ALLOWLIST)
+                        strict=params_strict)
         if params is not None:
-            load_params(self.model, params, field_hint, allow=CKPT_ALLOWLIST)
+            load_params(self.model, params, field_hint, strict=params_strict)
         self._errors: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._num_errors = self._num_seen = 0
 

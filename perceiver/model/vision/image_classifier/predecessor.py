@@ -9,6 +9,7 @@ no ``max_resolution``: its Fourier frequencies follow the image shape, which is 
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 from perceiver.model.core import params
 from perceiver.model.core.classifier import ClassificationDecoderConfig
@@ -46,6 +47,15 @@ def image_classifier_config(values: dict) -> ImageClassifierConfig:
 def map_image_state_dict(state: dict) -> dict:
     """Our backend state dict of a 0.11 image classifier state dict (any wrapper prefix)."""
     return {k: v for k, v in map_state_dict(state).items() if k not in DROPPED_KEYS}
+
+
+def load_params(model, source: str, field_hint: Optional[params.FieldHint] = None, prefix: str = "",
+                strict: bool = True) -> params.LoadReport:
+    """:func:`perceiver.model.core.params.load_params` that also reads perceiver-io 0.11 image classifier directories
+    and Lightning checkpoints (what ``--model.params`` and ``--model.encoder.params`` accept): their parameter names
+    are mapped and their Fourier buffer dropped."""
+    return params.load_params(model, source, field_hint, key_map=map_image_state_dict, prefix=prefix,
+                              allow=CKPT_ALLOWLIST, strict=strict)
 
 
 def read_predecessor(path: str) -> tuple[ImageClassifierConfig, dict]:
