@@ -127,6 +127,11 @@ class Workbench:
         """The model config dataclass of the form (raises ``ValueError`` naming the field if invalid)."""
         return self.form.config()
 
+    def data_module(self, settings: Optional[dict[str, Any]] = None):
+        """The task's data module of ``settings`` (default: the form's), as the training run builds it; no data is
+        read until its ``setup()``."""
+        return self.form.data_module(self.settings() if settings is None else settings)
+
     def cli_config(self) -> dict:
         return self.form.cli_config()
 

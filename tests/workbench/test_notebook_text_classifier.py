@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = Path(__file__).parent / "reference" / "text_classifier.json"
 TINY = {"max_steps": 20, "max_seq_len": 128, "batch_size": 8, "seed": 0, "devices": "cpu", "cpu_threads": 1}
-RUN_FILES = ["config.yaml", "config.resolved.yaml", "metrics.json", "metrics.jsonl", "env.json", "train.log",
+RUN_FILES = ["config.yaml", "status.json", "metrics.json", "metrics.jsonl", "env.json", "train.log",
              "plots/curves.png", "plots/byte_attention.png", "plots/confusion_matrix.png", "checkpoints/final.ckpt",
              "samples.jsonl"]
 
