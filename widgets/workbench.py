@@ -1,5 +1,5 @@
 """The workbench: preset, model and training forms, parameter count and compute estimate, YAML export,
-Start/Stop/Resume and the live dashboard.
+Start/Stop/Resume, the live dashboard and a Sweep panel (``widgets.sweep``).
 
     from widgets import Workbench
     wb = Workbench("clm", preset="tiny CPU")
@@ -32,6 +32,7 @@ from perceiver.runs import status as run_status
 from widgets import spec
 from widgets.dashboard import Dashboard, png
 from widgets.runner import TrainingRun
+from widgets.sweep import SweepPanel
 from widgets.taskform import RED, TaskForm
 
 #: parts of the form that are also the workbench's attributes
@@ -81,6 +82,7 @@ class Workbench:
         self.form = TaskForm(self.task, preset, run_dir, overwrite, settings, trainer=trainer)
         if overrides:
             self.form.apply_overrides(overrides)
+        self.sweep_panel = SweepPanel(self.form)
         for name in FORM_PARTS:
             setattr(self, name, getattr(self.form, name))
         self.form.observe(self._buttons)
@@ -309,7 +311,9 @@ class Workbench:
     def widget(self) -> w.Widget:
         buttons = w.HBox([self.start_button, self.stop_button, self.resume_button, self.export_button,
                           self.export_path])
-        return w.VBox([self.form.widget, buttons, self.message, self.dashboard.widget])
+        sweep = w.Accordion([self.sweep_panel.widget], selected_index=None)
+        sweep.set_title(0, "sweep: vary fields of this form")
+        return w.VBox([self.form.widget, buttons, self.message, self.dashboard.widget, sweep])
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
