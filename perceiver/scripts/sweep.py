@@ -11,6 +11,7 @@ See ``perceiver.sweep`` and docs/workbench.md (sweeps, resuming, several GPUs an
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -46,7 +47,11 @@ def target_of(name: str, cli_args: Sequence[str], parameters: dict, overrides: d
     known = tasks()
     if name in known:
         return CliTarget(known[name].cli, cli_args, overrides)
-    if "." in name:
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        found = False
+    if found:
         return CliTarget(name, cli_args, overrides)
     raise SystemExit(f"unknown target {name!r}: a notebook (.ipynb), a task ({', '.join(known)}) or a CLI module")
 

@@ -142,7 +142,8 @@ class Sweep:
         elif known != spec:
             raise SweepError(f"study {self.study_name!r} in {self.storage_url} is another sweep ({known}); this one is "
                              f"{spec}. Give this sweep another --out (or --study).")
-        seed = self.seed + len(study.trials)  # a resumed random search does not repeat its first points
+        # a resumed random search must not repeat its first points; a grid's seed fixes which point a grid id means
+        seed = self.seed + (len(study.trials) if self.points is None else 0)
         study.sampler = {
             "grid": lambda: optuna.samplers.GridSampler({p.name: list(p.values) for p in self.params}, seed=seed),
             "random": lambda: optuna.samplers.RandomSampler(seed=seed),
