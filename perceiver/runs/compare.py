@@ -7,6 +7,7 @@
     metric_vs_param(runs, "optimizer.lr")         # the best validation loss against one hyperparameter
     parallel_coordinates(runs)                    # the swept fields and the metric, one line per run
     frontier(runs)                                # loss against compute: which setting won per FLOP
+    summary(runs)                                 # curves, frontier and metric against a field in one figure
     save(figures(runs), "runs/sweep-lr/plots")    # all of them (the sweep summary's figures) as PNG files
 """
 
@@ -68,10 +69,11 @@ def _axes(width: float = 8, height: float = 4.5):
     return fig, fig.subplots()
 
 
-def overlay(runs, metric: str = "val_loss", x: str = "step", log_x: Optional[bool] = None) -> Figure:
-    """The curves of ``metric`` of every run against ``x`` (step, tokens or flops), one line per run."""
+def overlay(runs, metric: str = "val_loss", x: str = "step", log_x: Optional[bool] = None, ax=None) -> Figure:
+    """The curves of ``metric`` of every run against ``x`` (step, tokens or flops), one line per run (on ``ax`` if
+    given, else on a new figure)."""
     params = swept(runs)
-    fig, ax = _axes()
+    fig, ax = _axes() if ax is None else (ax.figure, ax)
     for _, row in runs.iterrows():
         xs, ys = series(row["path"], metric, x)
         if xs:
@@ -93,7 +95,7 @@ def _numeric(values) -> bool:
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
-def metric_vs_param(runs, param: str, metric: str = "best.val_loss", by: Optional[str] = None) -> Figure:
+def metric_vs_param(runs, param: str, metric: str = "best.val_loss", by: Optional[str] = None, ax=None) -> Figure:
     """``metric`` of every run against the hyperparameter ``param``, one line per value of ``by`` (default: the
     other swept field, if there is exactly one); a log axis for positive numbers spanning more than 10x."""
     others = [p for p in swept(runs) if p != param]
@@ -101,7 +103,7 @@ def metric_vs_param(runs, param: str, metric: str = "best.val_loss", by: Optiona
     cols = [param, metric] + ([by] if by else [])
     data = runs[cols].dropna(subset=[param, metric])
     numeric = len(data) > 0 and _numeric(data[param])
-    fig, ax = _axes(6.5, 4)
+    fig, ax = _axes(6.5, 4) if ax is None else (ax.figure, ax)
     groups = data.groupby(data[by].astype(str), sort=True) if by else [(None, data)]
     for value, group in groups:
         group = group.sort_values(param) if numeric else group
@@ -151,11 +153,11 @@ def parallel_coordinates(runs, params: Optional[Sequence[str]] = None, metric: s
     return fig
 
 
-def frontier(runs, metric: str = "val_loss") -> Figure:
+def frontier(runs, metric: str = "val_loss", ax=None) -> Figure:
     """``metric`` against FLOPs for every run, with the compute-efficiency frontier: the lower (or, for accuracies,
     upper) envelope over all runs, i.e. the best value reached for each amount of compute."""
     params = swept(runs)
-    fig, ax = _axes()
+    fig, ax = _axes() if ax is None else (ax.figure, ax)
     points = []
     for _, row in runs.iterrows():
         xs, ys = series(row["path"], metric, "flops")
@@ -178,10 +180,23 @@ def frontier(runs, metric: str = "val_loss") -> Figure:
     return fig
 
 
+def summary(runs, metric: str = "best.val_loss", curve: str = "val_loss") -> Figure:
+    """One figure of a sweep: the ``curve`` metric against step, against FLOPs with the compute frontier, and
+    ``metric`` against the first swept field."""
+    params = swept(runs)
+    fig = Figure(figsize=(18 if params else 12, 4.5), dpi=80, layout="constrained")
+    axes = fig.subplots(1, 3 if params else 2)
+    overlay(runs, curve, "step", ax=axes[0])
+    frontier(runs, curve, ax=axes[1])
+    if params:
+        metric_vs_param(runs, params[-1] if len(params) > 1 else params[0], metric, ax=axes[2])
+    return fig
+
+
 def figures(runs, metric: str = "best.val_loss", curve: str = "val_loss") -> dict[str, Figure]:
-    """The comparison figures of a set of runs (a sweep's summary): the ``curve`` metric against step and FLOPs,
-    the compute frontier, ``metric`` against each swept field and the parallel coordinates."""
-    out = {"curves": overlay(runs, curve, "step"), "frontier": frontier(runs, curve)}
+    """The comparison figures of a set of runs (a sweep's summary): :func:`summary`, ``metric`` against each swept
+    field and the parallel coordinates."""
+    out = {"summary": summary(runs, metric, curve)}
     for param in swept(runs):
         out[f"{metric}-vs-{param}"] = metric_vs_param(runs, param, metric)
     if swept(runs) and metric in runs:

@@ -119,7 +119,7 @@ def test_the_summary_notebook_renders_the_comparison_plots_under_papermill(grid_
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "4 runs in" in text and "4 completed" in text and "swept: " in text and "best: " in text
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 5  # curves, frontier, best.val_loss against each of the two swept fields, parallel coords
+    assert len(images) == 4  # summary, best.val_loss against each of the two swept fields, parallel coordinates
     assert sorted(p.name for p in (out / "plots").glob("*.png")) == sorted([
-        "curves.png", "frontier.png", "best.val_loss-vs-model.num_channels.png", "best.val_loss-vs-optimizer.lr.png",
+        "summary.png", "best.val_loss-vs-model.num_channels.png", "best.val_loss-vs-optimizer.lr.png",
         "parallel-coordinates.png"])
