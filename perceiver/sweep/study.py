@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import shutil
 import socket
 import subprocess
@@ -32,6 +31,7 @@ from typing import Any, Callable, Optional, Sequence
 from perceiver.runs import paths
 from perceiver.runs import status as run_status
 from perceiver.runs.records import read_json
+from perceiver.sweep.devices import SweepError, device_env, visible_devices
 from perceiver.sweep.space import Param, format_value, grid, point_name
 from perceiver.tasks import metric_goal
 
@@ -41,36 +41,8 @@ HEARTBEAT_S = 20
 SUMMARY_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "sweep.ipynb"
 
 
-class SweepError(ValueError):
-    """A sweep that cannot start as asked (the message says why and what to do)."""
-
-
 class PointFailed(Exception):
     """A point whose run failed (recorded as a failed trial; the sweep goes on)."""
-
-
-def visible_devices(spec: str | Sequence[str] = "auto") -> list[str]:
-    """The devices points run on, one point at a time each: ``"auto"`` (every visible GPU, else the CPU), ``"cpu"``,
-    or GPU indices (``"0,1,3"`` or a list)."""
-    if spec == "auto":
-        import torch
-
-        n = torch.cuda.device_count()
-        if n == 0:
-            return ["cpu"]
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        return [d.strip() for d in visible.split(",")][:n] if visible else [str(i) for i in range(n)]
-    ids = [d.strip() for d in (spec.split(",") if isinstance(spec, str) else spec) if str(d).strip()]
-    if ids == ["cpu"]:
-        return ids
-    if not ids or not all(re.fullmatch(r"[0-9]+|[A-Za-z0-9-]+", str(d)) for d in ids) or "cpu" in ids:
-        raise SweepError(f"devices {spec!r}: give auto, cpu, or GPU indices such as 0,1")
-    return [str(d) for d in ids]
-
-
-def device_env(device: str) -> dict[str, str]:
-    """The environment that pins a point to ``device`` (no GPU visible for ``cpu``)."""
-    return {"CUDA_VISIBLE_DEVICES": "" if device == "cpu" else device}
 
 
 class Sweep:
@@ -136,6 +108,7 @@ class Sweep:
                                              grace_period=3 * HEARTBEAT_S)
         study = optuna.create_study(storage=storage, study_name=self.study_name, direction=self.direction,
                                     load_if_exists=True)
+        self._storage = storage
         spec, known = self.spec(), study.user_attrs.get("spec")
         if known is None:
             study.set_user_attr("spec", spec)
@@ -162,8 +135,8 @@ class Sweep:
         optuna.storages.fail_stale_trials(study)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner = {"pid": t.user_attrs.get("sweep_pid"), "host": t.user_attrs.get("host")}
-            if owner["pid"] and not run_status.alive(owner):
-                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            if owner["pid"] and not run_status.alive(owner):  # (what fail_stale_trials does, without the wait)
+                self._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
 
     def _plan(self, study) -> int:
         """How many trials to run now; failed grid points are queued again (as Optuna's RetryFailedTrialCallback
@@ -174,8 +147,9 @@ class Sweep:
         trials = study.get_trials(deepcopy=False)
         complete = {self.key(t.params) for t in trials if t.state == TrialState.COMPLETE}
         running = {self.key(t.params) for t in trials if t.state == TrialState.RUNNING}
-        if self.points is None:
-            return max(0, self.trials - len([t for t in trials if t.state == TrialState.COMPLETE]) - len(running))
+        if self.points is None:  # random and TPE: until `trials` have completed (those running elsewhere count)
+            busy = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.RUNNING)]
+            return max(0, self.trials - len(busy))
         waiting = {self.key(t.params) for t in trials if t.state == TrialState.WAITING}
         for t in reversed(trials):  # the latest attempt of each failed point
             k = self.key(t.params)
@@ -194,7 +168,20 @@ class Sweep:
         import optuna
 
         self.out.mkdir(parents=True, exist_ok=True)
+        verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # each point gets our own line instead
+        try:
+            self._optimize()
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+        table = self.table()
+        if len(table):
+            self.log(self.format_table(table))
+        if self.summary:
+            self.summarize()
+        return table
+
+    def _optimize(self) -> None:
         study = self.study()
         self._fail_dead(study)
         todo = self._plan(study)
@@ -204,17 +191,12 @@ class Sweep:
         else:
             self.log(f"[sweep] {todo} of {total} points to run in {self.out} on {', '.join(self.devices)} "
                      f"({self.sampler_name}; study {self.study_name!r} in {self.storage_url})")
+            self._free = queue.Queue()
             for device in self.devices:
                 self._free.put(device)
             self._done = total - todo
             study.optimize(self._objective, n_trials=todo, n_jobs=len(self.devices), catch=(PointFailed,),
                            gc_after_trial=False)
-        table = self.table()
-        if len(table):
-            self.log(self.format_table(table))
-        if self.summary:
-            self.summarize()
-        return table
 
     def _objective(self, trial) -> float:
         import optuna

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
+from perceiver.runs import paths
 from perceiver.sweep.space import SpaceError, format_value
 
 
@@ -80,4 +81,5 @@ class NotebookTarget:
                 "-f", str(params_file), "--cwd", str(self.notebook.parent), "--log-output", "--no-progress-bar"]
 
     def spec(self) -> dict:
-        return {"notebook": str(self.notebook), "parameters": self.parameters, "overrides": self.overrides}
+        # relative to the repository root: the same sweep on machines whose checkouts lie in different places
+        return {"notebook": paths.relative(self.notebook), "parameters": self.parameters, "overrides": self.overrides}
