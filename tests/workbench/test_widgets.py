@@ -293,11 +293,11 @@ def test_a_failed_run_shows_its_reason(monkeypatch, tmp_path):
     (tmp_path / "empty").mkdir()  # exists (the form accepts it), but holds no text: the run fails at the start
     wb = Workbench("clm", preset="tiny CPU", source=str(tmp_path / "empty"), max_seq_len=64)
     assert not wb.error_list
-    with pytest.raises(RuntimeError, match="no .txt or .parquet files found"):
+    with pytest.raises(RuntimeError, match="holds no .txt or .parquet files"):
         wb.run()
     status = run_status.read(wb.run_dir)
-    assert status["status"] == "failed" and "no .txt or .parquet files found" in status["error"]
-    assert "no .txt or .parquet files found" in wb.dashboard.status_html.value
+    assert status["status"] == "failed" and "holds no .txt or .parquet files" in status["error"]
+    assert "holds no .txt or .parquet files" in wb.dashboard.status_html.value
     assert "exit code" not in wb.message.value
 
 
