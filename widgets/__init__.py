@@ -3,7 +3,8 @@ the Lightning CLI with Start/Stop, and a live dashboard of loss curves, attentio
 
 Modules: ``forms`` (dataclass/signature -> widgets), ``spec`` (tasks, presets, settings, CLI config), ``taskform``
 (a task's form, validated as it changes), ``runner`` (training subprocess), ``dashboard`` (a run directory, live),
-``workbench`` (all of it together). Where runs go and what they leave: ``docs/workbench.md``.
+``sweep`` (the Sweep panel), ``workbench`` (all of it together), ``compare`` (a run picker over the run registry).
+Where runs go and what they leave, comparing runs and sweeps: ``docs/workbench.md``.
 """
 
 from widgets.dashboard import Dashboard

@@ -214,6 +214,49 @@ def cli_config(task: str | Task, config, settings: dict, run_dir: str | Path = p
     }
 
 
+#: where each setting goes in the CLI configuration (``cli_config``), as a dotted CLI key (``--optimizer.lr``): an
+#: override of that key (a sweep's ``optimizer.lr=3e-3``) sets the setting
+SETTING_KEYS = {
+    "source": "data.source",
+    "max_seq_len": "data.max_seq_len",
+    "batch_size": "data.batch_size",
+    "devices": "trainer.devices",
+    "precision": "trainer.precision",
+    "max_steps": "trainer.max_steps",
+    "optimizer": "optimizer",
+    "lr": "optimizer.lr",
+    "seed": "seed_everything",
+}
+
+
+def config_value(cfg: dict, key: str) -> Any:
+    """The value at dotted CLI ``key`` of a CLI configuration (``optimizer.lr`` is ``optimizer.init_args.lr``);
+    ``KeyError`` if it is not there."""
+    node: Any = cfg
+    for part in key.split("."):
+        if isinstance(node, dict) and "class_path" in node and part != "class_path":
+            node = node.get("init_args") or {}
+        node = node[part]
+    return node
+
+
+def set_config_value(cfg: dict, key: str, value: Any) -> None:
+    """Set dotted CLI ``key`` of a CLI configuration as ``--key=value`` would: below a ``class_path`` the value goes
+    into its ``init_args``; missing sections are created."""
+    *parents, last = key.split(".")
+    node = cfg
+    for part in parents:
+        if "class_path" in node:
+            node = node.setdefault("init_args", {})
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    if "class_path" in node and last != "class_path":
+        node = node.setdefault("init_args", {})
+    node[last] = value
+
+
 def settings_from_cli_config(cfg: dict) -> dict:
     """The workbench settings of a CLI configuration (a run's ``config.yaml``), for the form of an attached run."""
     trainer, data = cfg.get("trainer") or {}, (cfg.get("data") or {}).get("init_args") or {}

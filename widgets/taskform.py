@@ -47,6 +47,7 @@ class TaskForm:
                                         tooltip="let Start replace the run in this directory")
         self.params_label, self.preset_note, self.errors = w.HTML(), w.HTML(), w.HTML()
         self.extra: dict = {}
+        self.config_overrides: dict[str, Any] = {}  # dotted CLI keys that no field shows (apply_overrides)
         self.error_list: list[str] = []
         self.start_errors: list[str] = []
         self._listeners: list[Callable[[], None]] = []
@@ -116,8 +117,35 @@ class TaskForm:
         return self.task.data_class(**{**self.task.data_args, **data_settings})
 
     def cli_config(self) -> dict:
-        """The CLI configuration of the form (``fit --config``): choices as typed, paths relative."""
-        return spec.cli_config(self.task, self.config(), self.settings(), self.run_dir_text.value, self.extra)
+        """The CLI configuration of the form (``fit --config``): choices as typed, paths relative; then the overrides
+        that no field shows (:meth:`apply_overrides`)."""
+        cfg = spec.cli_config(self.task, self.config(), self.settings(), self.run_dir_text.value, self.extra)
+        for key, value in self.config_overrides.items():
+            spec.set_config_value(cfg, key, value)
+        return cfg
+
+    def apply_overrides(self, overrides: Any) -> None:
+        """Set dotted CLI keys, e.g. ``["optimizer.lr=3e-3", "model.num_channels=128"]`` or ``{"optimizer.lr": 3e-3}``
+        (``perceiver.sweep.parse_overrides``): a key that is a field of the form sets it (``model.*``, and the
+        settings' keys ``spec.SETTING_KEYS``: ``optimizer.lr``, ``data.batch_size``, ``trainer.max_steps``, ...); any
+        other key (``trainer.val_check_interval``, ``data.num_workers``, ``lr_scheduler.warmup_steps``) goes into the
+        CLI configuration as ``--key=value`` would. A value the field cannot take raises ``FieldError`` naming the key."""
+        from perceiver.sweep.space import parse_overrides
+
+        values = parse_overrides(overrides)
+        settings = {key: name for name, key in spec.SETTING_KEYS.items() if name in self.settings_form.fields}
+        self._quiet = True
+        try:
+            for key, value in values.items():
+                field = self.model_form.field(key.removeprefix("model.")) if key.startswith("model.") else (
+                    self.settings_form.field(settings[key]) if key in settings else None)
+                if field is None:
+                    self.config_overrides[key] = value
+                else:
+                    set_field(field, key, value)
+        finally:
+            self._quiet = False
+        self.validate()
 
     def to_yaml(self) -> str:
         return spec.to_yaml(self.cli_config())
@@ -211,6 +239,14 @@ class TaskForm:
                     f"or add {{time}} to the path for a new directory per run"]
         return []
 
+    def override_fields(self) -> dict[str, Any]:
+        """Every field of the form by the dotted CLI key that overrides it (``model.num_channels``, ``optimizer.lr``)
+        -> its current input value: what a sweep can vary."""
+        out = {f"model.{k}": f.input.value for k, f in self.model_form.all_fields().items()}
+        out.update({spec.SETTING_KEYS[k]: f.input.value for k, f in self.settings_form.fields.items()
+                    if k in spec.SETTING_KEYS})
+        return out
+
     @property
     def widget(self) -> w.Widget:
         forms = w.Accordion([self.model_form.widget, self.settings_form.widget])
@@ -219,3 +255,26 @@ class TaskForm:
         forms.selected_index = 1
         return w.VBox([w.HBox([self.preset_select, self.run_dir_text, self.overwrite_box]), self.preset_note, forms,
                        self.params_label, self.errors])
+
+
+def set_field(field, key: str, value: Any) -> None:
+    """Put ``value`` (of an override ``key``) into a form field: a menu takes one of its options, a number box a
+    number of its type, a text box the value as text (parsed and checked like typed input)."""
+    options = getattr(field.input, "options", None)
+    if options is not None:
+        allowed = [v for _, v in options]
+        match = [v for v in allowed if v == value or str(v) == str(value)]
+        if not match:
+            raise FieldError(key, f"{value!r} is not one of {allowed}")
+        field.set(match[0])
+    elif field.text_input:
+        field.set(value)
+    elif field.type is bool:
+        if not isinstance(value, bool):
+            raise FieldError(key, f"{value!r} is not true or false")
+        field.set(value)
+    else:
+        number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if number is None or (field.type is int and number != int(number)):
+            raise FieldError(key, f"{value!r} is not {'an integer' if field.type is int else 'a number'}")
+        field.set(field.type(number))

@@ -1,5 +1,5 @@
 """The workbench: preset, model and training forms, parameter count and compute estimate, YAML export,
-Start/Stop/Resume and the live dashboard.
+Start/Stop/Resume, the live dashboard and a Sweep panel (``widgets.sweep``).
 
     from widgets import Workbench
     wb = Workbench("clm", preset="tiny CPU")
@@ -32,6 +32,7 @@ from perceiver.runs import status as run_status
 from widgets import spec
 from widgets.dashboard import Dashboard, png
 from widgets.runner import TrainingRun
+from widgets.sweep import SweepPanel
 from widgets.taskform import RED, TaskForm
 
 #: parts of the form that are also the workbench's attributes
@@ -58,11 +59,15 @@ class Workbench:
             (callbacks are added beside the CLI's own and the run journal).
         cpu_threads: torch threads of a run that trains on the CPU (fixed, so CPU results do not depend on the
             machine's core count; ``widgets.runner.TrainingRun``).
+        overrides: dotted CLI keys over the preset and the settings, e.g. ``["optimizer.lr=3e-3",
+            "model.num_channels=128", "trainer.val_check_interval=20"]`` or a dict (a sweep's values): fields of the
+            form are set (and checked), other keys go into the run's configuration (``TaskForm.apply_overrides``).
         settings: data/trainer settings overriding the preset (``None`` values are ignored), e.g. ``max_steps=30``.
     """
 
     def __init__(self, task: str, preset: str = "tiny CPU", run_dir: Optional[str] = None, overwrite: bool = False,
-                 trainer: Optional[dict] = None, cpu_threads: Optional[int] = 1, **settings: Any):
+                 trainer: Optional[dict] = None, cpu_threads: Optional[int] = 1, overrides: Any = None,
+                 **settings: Any):
         self.task = spec.resolve_task(task)
         self.cpu_threads = cpu_threads
         self.start_button = w.Button(description="Start", button_style="success", icon="play")
@@ -75,6 +80,9 @@ class Workbench:
         self.run_: Optional[TrainingRun] = None
         self.dashboard = Dashboard(None, self.task)
         self.form = TaskForm(self.task, preset, run_dir, overwrite, settings, trainer=trainer)
+        if overrides:
+            self.form.apply_overrides(overrides)
+        self.sweep_panel = SweepPanel(self.form)
         for name in FORM_PARTS:
             setattr(self, name, getattr(self.form, name))
         self.form.observe(self._buttons)
@@ -303,7 +311,9 @@ class Workbench:
     def widget(self) -> w.Widget:
         buttons = w.HBox([self.start_button, self.stop_button, self.resume_button, self.export_button,
                           self.export_path])
-        return w.VBox([self.form.widget, buttons, self.message, self.dashboard.widget])
+        sweep = w.Accordion([self.sweep_panel.widget], selected_index=None)
+        sweep.set_title(0, "sweep: vary fields of this form")
+        return w.VBox([self.form.widget, buttons, self.message, self.dashboard.widget, sweep])
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

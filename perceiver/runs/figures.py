@@ -10,7 +10,6 @@ Tasks list theirs in ``Task.figures``; :func:`curves` is drawn for every task. :
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,18 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The records of a JSON-lines file; a line being written (not yet valid JSON) is skipped."""
-    if not Path(path).is_file():
-        return []
-    out = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return out
+from perceiver.runs.records import read_jsonl  # noqa: F401  (also imported from here by the dashboard and tasks)
 
 
 def png(fig: Figure) -> bytes:

@@ -2,8 +2,9 @@
 dataclasses become arguments (with their field docstrings as help), the documented model preset gives the
 defaults, values known only from the data flow into the model through the task's links, and every run gets
 checkpoints, an interrupt checkpoint, compute accounting (tokens, FLOPs, MFU), CSV metrics beside any other
-logger, step-wise LR schedules, a progress bar that counts steps and a model summary that shows FLOPs only where
-they are known (Lightning's count, else the analytic one). Standard Trainer options keep their meaning:
+logger, TensorBoard HParams (hyperparameters with the final and best metrics, ``perceiver.training.hparams``),
+step-wise LR schedules, a progress bar that counts steps and a model summary that shows FLOPs only where they are
+known (Lightning's count, else the analytic one). Standard Trainer options keep their meaning:
 ``--trainer.logger=false`` (no learning-rate monitor then), ``--trainer.enable_checkpointing=false`` (no
 ModelCheckpoint, no interrupt or final checkpoint), several loggers, extra callbacks (beside ours and the journal).
 
@@ -48,6 +49,7 @@ from perceiver.tasks import Task, get, load_object
 from perceiver.training.callbacks import InterruptCheckpoint, ModelSummaryCounted, RNGState, progress_bar
 from perceiver.training.compute import ComputeMonitor
 from perceiver.training.devices import resolve_devices
+from perceiver.training.hparams import HParamsSummary
 from perceiver.training.journal import RunJournal
 from perceiver.training.schedulers import CosineWithWarmupLR
 
@@ -104,6 +106,11 @@ class TaskCLI(LightningCLI):
 
     def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        # the optimizer a run uses is written in its config.yaml (and --optimizer.lr works without --optimizer=...):
+        # AdamW at the Lightning module's default_lr, which LitModel.configure_optimizers would use
+        if "optimizer" not in self.defaults:
+            parser.set_defaults({"optimizer": {"class_path": "torch.optim.AdamW",
+                                               "init_args": {"lr": self.task.lit_class.default_lr}}})
         if "weights_only" in self._subcommand_method_arguments[subcommand]:
             # --ckpt_path never unpickles code; our checkpoints hold only tensors and plain data
             parser.set_defaults(weights_only=True)
@@ -176,13 +183,16 @@ class TaskCLI(LightningCLI):
         configured = [cb for cb in configured if cb is not None]
         fit_run = self.subcommand == "fit" and self.run_dir is not None
         if fit_run and trainer_config.get("logger") in (None, True):  # Lightning's default logger, in the run dir
-            kwargs.setdefault("logger", TensorBoardLogger(str(self.run_dir), name="", version="logs"))
+            # no placeholder hp_metric: HParamsSummary writes the hyperparameters with the run's metrics at the end
+            kwargs.setdefault("logger", TensorBoardLogger(str(self.run_dir), name="", version="logs",
+                                                          default_hp_metric=False))
         config = {**trainer_config, **kwargs}
         # ours around the user's: compute accounting first, so that the run journal records each step's values
         first = [] if any(isinstance(cb, ComputeMonitor) for cb in configured) else [ComputeMonitor()]
         last = [InterruptCheckpoint(), RNGState()]
         if fit_run and not any(isinstance(cb, RunJournal) for cb in configured):
             last.append(RunJournal(str(self.run_dir), **dict(self._get(self.config_init, "journal", default={}))))
+            last.append(HParamsSummary(self.run_dir))  # after the journal, which writes metrics.json
         if config.get("enable_progress_bar") is not False and not any(isinstance(cb, ProgressBar) for cb in configured):
             last.append(progress_bar())
         if config.get("enable_model_summary") is not False and not any(

@@ -130,10 +130,29 @@ class Task:
                 linked = merge(linked, nest(dotted, data[attr]))
         return config_from_dict(self.config_class, merge(values, linked))
 
+    def goal(self, metric: str) -> Literal["min", "max"]:
+        """Whether lower ("min") or higher ("max") values of a logged metric are better: ``val_bpb`` and
+        ``train_bpb`` follow the task's :class:`Metric` ``bpb``; others follow :func:`metric_goal`."""
+        key = metric.split("_", 1)[1] if metric.startswith(("train_", "val_", "test_")) else metric
+        return next((m.goal for m in self.metrics if m.key == key), metric_goal(metric))
+
     def run_preset(self, name: str) -> RunPreset:
         if name not in self.presets:
             raise NotFound(f"task {self.name!r} has no preset {name!r}; presets: {', '.join(self.presets)}")
         return self.presets[name]
+
+
+MAXIMIZED = ("acc", "f1", "auc", "precision", "recall", "mfu")
+"""Parts of metric names that are better when higher (for metrics no task declares)."""
+
+
+def metric_goal(metric: str, task: Optional[Task] = None) -> Literal["min", "max"]:
+    """Whether lower ("min") or higher ("max") values of ``metric`` are better: the task's declared goal if it has
+    one, else "max" for accuracies, F1, AUC, precision, recall and MFU, "min" for everything else (losses, bpb,
+    perplexity)."""
+    if task is not None:
+        return task.goal(metric)
+    return "max" if any(part in metric.lower() for part in MAXIMIZED) else "min"
 
 
 def nest(dotted: str, value: Any) -> dict:
@@ -195,4 +214,4 @@ def task_of(obj: object) -> Optional[Task]:
     return best
 
 
-__all__ = ["Metric", "NotFound", "RunPreset", "Task", "get", "load_object", "task_of", "tasks"]
+__all__ = ["Metric", "NotFound", "RunPreset", "Task", "get", "load_object", "metric_goal", "task_of", "tasks"]

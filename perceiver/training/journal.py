@@ -10,12 +10,14 @@ the repository root)::
                               run; add --overwrite=true to replace it, or --ckpt_path to resume it)
     status.json               running | completed | stopped | failed, step, max_steps, the error's last lines,
                               pid and host (``perceiver.runs.status``)
-    env.json                  task, run_dir, package versions, device, seed, git commit, command line
+    env.json                  task, run_dir, package versions, device, seed, git commit, command line, parameter
+                              counts (num_params, num_trainable_params)
     metrics.jsonl             one JSON line per training step: step, train_loss, the task's train_* metrics, lr,
                               tokens_per_s, wall_s and what other callbacks log (ComputeMonitor: cumulative tokens
                               and flops, flops_per_s, mfu); and one per validation: step, val_loss, val_<metric>, ...
-    metrics.json              summary (status, final and per-step values; total tokens, flops and mean mfu),
-                              rewritten at every validation and at the end
+    metrics.json              summary (status, final and per-step values, the best value of each validation metric
+                              and its step; total tokens, flops and mean mfu), rewritten at every validation and at
+                              the end
     samples.jsonl             validation samples (generated text or filled masks): step, text
     attention/step-<k>.npz    attention maps (H, I, J) of a fixed validation input, key labels and a title, if the
                               Lightning module provides them (``attention_maps``)
@@ -54,6 +56,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from perceiver.runs import status as run_status
+from perceiver.runs.records import read_jsonl
 from perceiver.runs.paths import RunDirError
 from perceiver import tasks
 from perceiver.tasks import task_of
@@ -146,23 +149,24 @@ class RunJournal(Callback):
         self._status(trainer, status="running", task=self._task, run_dir=str(self.run_dir), reason=None, error=None,
                      error_tail=None, checkpoint=None, pid=os.getpid(), host=socket.gethostname(),
                      **({} if trainer.global_step else {"started_at": time.time()}))
-        self._write_json("env.json", {"task": self._task, "run_dir": str(self.run_dir), **environment(trainer)})
+        self._write_json("env.json", {"task": self._task, "run_dir": str(self.run_dir), **environment(trainer),
+                                      **parameter_counts(pl_module)})
         self._attention_input = self._fixed_input(trainer)
-        n = sum(p.numel() for p in pl_module.parameters())
+        n = parameter_counts(pl_module)["num_params"]
         print(f"[journal] {type(getattr(pl_module, 'model', pl_module)).__name__} with {n / 1e6:.2f}M parameters on "
               f"{env_device(trainer)}; run directory {self.run_dir}"
               + (f"; resumed at step {trainer.global_step}" if trainer.global_step else ""), flush=True)
 
     def _continue_from(self, step: int, write: bool) -> None:
         """Keep the records up to ``step`` (those after it are redone by the resumed run)."""
-        records = _read_jsonl(self.run_dir / "metrics.jsonl")
+        records = read_jsonl(self.run_dir / "metrics.jsonl")
         kept = [r for r in records if r.get("step", 0) <= step]
         self.steps = [r for r in kept if "train_loss" in r]
         self.validations = [r for r in kept if "val_loss" in r]
         self._wall_offset = self.steps[-1]["wall_s"] if self.steps else 0.0
         if not write:
             return
-        for name, records in (("metrics.jsonl", kept), ("samples.jsonl", _read_jsonl(self.run_dir / "samples.jsonl"))):
+        for name, records in (("metrics.jsonl", kept), ("samples.jsonl", read_jsonl(self.run_dir / "samples.jsonl"))):
             lines = "".join(json.dumps(r) + "\n" for r in records if r.get("step", 0) <= step)
             (self.run_dir / f".{name}.tmp").write_text(lines)
             os.replace(self.run_dir / f".{name}.tmp", self.run_dir / name)
@@ -303,6 +307,7 @@ class RunJournal(Callback):
             "wall_s": steps[-1]["wall_s"] if steps else 0.0,
             "train": {k: [s.get(k) for s in steps] for k in train_keys(steps)},
             "validation": vals,
+            **best_values(vals, tasks.get(self._task) if self._task else None),
         }
         if steps and "flops" in steps[-1]:  # compute accounting (perceiver.training.compute)
             out.update(tokens=steps[-1]["tokens"], flops=steps[-1]["flops"],
@@ -353,6 +358,21 @@ def numpy(t: torch.Tensor) -> np.ndarray:
     return (t.float() if t.dtype == torch.bfloat16 else t).numpy()  # numpy has no bfloat16
 
 
+def best_values(validations: list[dict], task=None) -> dict[str, dict]:
+    """``best`` (the best value of each validation metric, lower or higher by its goal, ``perceiver.tasks.metric_goal``)
+    and ``best_step`` (the step where it was reached)."""
+    best: dict[str, float] = {}
+    step: dict[str, int] = {}
+    for record in validations:
+        for key, value in record.items():
+            if key == "step" or value is None or not np.isfinite(value):
+                continue
+            higher = tasks.metric_goal(key, task) == "max"
+            if key not in best or (value > best[key] if higher else value < best[key]):
+                best[key], step[key] = value, record["step"]
+    return {"best": best, "best_step": step}
+
+
 def train_keys(steps: list[dict]) -> list[str]:
     """The keys of the training records, in the order they first appear (step, train_loss, train_<metric>...)."""
     keys: dict[str, None] = {}
@@ -361,16 +381,11 @@ def train_keys(steps: list[dict]) -> list[str]:
     return list(keys)
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill
-            pass
-    return out
+def parameter_counts(module: torch.nn.Module) -> dict[str, int]:
+    """``num_params`` (all) and ``num_trainable_params`` of a module."""
+    params = list(module.parameters())
+    return {"num_params": sum(p.numel() for p in params),
+            "num_trainable_params": sum(p.numel() for p in params if p.requires_grad)}
 
 
 def env_device(trainer: pl.Trainer) -> str:

@@ -7,10 +7,12 @@ One JupyterLab, one ``train_clm.ipynb`` (its cells run once), then, in order, as
 3. a preset switch changes the model and what the preset defines, keeps the user's max_steps, and says so;
 4. Start, the live plot, a browser reload: the dashboard re-attaches and keeps updating; the notebook's cells run
    again (a new ``Workbench``) show the same live run and Stop it;
-5. a second Start makes a new run directory, the dashboard clears, and the two runs' files never mix.
+5. a second Start makes a new run directory, the dashboard clears, and the two runs' files never mix;
+6. the Sweep panel: a field and two values, Start sweep, the live table of the points, two complete run directories
+   of the form's configuration and the summary notebook.
 
 Screenshots go to ``tests/workbench/artifacts/`` (ignored by git): ``browser-reattached.png`` (the live dashboard
-after the reload) and ``browser.png`` (the end). Needs ``apt-get install -y chromium`` (Playwright's own browser
+after the reload), ``browser.png`` (the end of the runs) and ``browser-sweep.png`` (the sweep's table). Needs ``apt-get install -y chromium`` (Playwright's own browser
 download cannot work offline); skipped when ``/usr/bin/chromium`` is missing.
 """
 
@@ -27,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
@@ -289,3 +292,36 @@ def test_a_second_run_never_mixes_with_the_first(page, jupyterlab):
         assert steps == list(range(1, status["step"] + 1))  # one record per step of this run, nothing else
         assert (run / "checkpoints" / "final.ckpt").is_file()
         assert not list((run / "checkpoints").glob("*-v1.ckpt"))
+
+
+def test_the_sweep_panel_runs_a_sweep_and_shows_its_table_live(page, jupyterlab):
+    _, root = jupyterlab
+    field(page, "max_steps").fill("4")
+    field(page, "max_steps").press("Enter")
+    page.get_by_text("sweep: vary fields of this form").first.click()
+    values = page.get_by_placeholder(re.compile(r"or LOW\.\.HIGH$")).first
+    values.wait_for()
+    values.fill("0.001, 0.003")
+    button(page, "Start sweep").click()
+    # "sweeping optimizer.lr=0.001,0.003 in <dir>", then the live count: "running: 0 point(s) finished · <dir>"
+    page.get_by_text(re.compile(r"^(sweeping optimizer\.lr=0\.001,0\.003|running: \d point\(s\) finished) ")).first \
+        .wait_for(timeout=30_000)
+    print("[browser] sweep started; waiting for the table's first point", flush=True)
+    table = page.locator("table.perceiver-runs").first
+    table.wait_for(timeout=5 * MINUTE)  # the live table appears with the first point, before the sweep ends
+    first_rows = table.locator("tbody tr").count()
+    page.get_by_text(re.compile(r"^sweep finished")).first.wait_for(timeout=8 * MINUTE)
+    page.locator("table.perceiver-runs").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "browser-sweep.png"), full_page=True)
+    rows = page.locator("table.perceiver-runs tbody tr")
+    assert first_rows >= 1 and rows.count() == 2
+    assert all("completed" in rows.nth(i).inner_text() for i in range(2))
+    [sweep_dir] = (root / "runs" / "clm-sweep").iterdir()
+    points = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name != "plots")
+    assert [p.name for p in points] == ["000-lr=0.001", "001-lr=0.003"]
+    for point in points:
+        assert json.loads((point / "status.json").read_text())["status"] == "completed"
+        config = yaml.safe_load((point / "config.yaml").read_text())
+        assert config["trainer"]["max_steps"] == 4  # the form's configuration, with the swept value
+        assert config["optimizer"]["init_args"]["lr"] == float(point.name.split("=")[1])
+    assert (sweep_dir / "sweep.ipynb").is_file() and (sweep_dir / "plots" / "summary.png").is_file()
