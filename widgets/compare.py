@@ -27,9 +27,15 @@ def logged_metrics(runs) -> list[str]:
     return sorted(names, key=lambda n: (not n.startswith("val_"), n))
 
 
+TABLE_STYLE = ("<style>.perceiver-runs td, .perceiver-runs th {padding: 2px 10px; text-align: right}"
+               ".perceiver-runs td:first-child {text-align: left}</style>")
+
+
 def table_html(table) -> str:
+    """A registry table as HTML (numbers to 4 significant digits, no path column)."""
     shown = table.drop(columns=[c for c in ("path",) if c in table]).fillna("")
-    return shown.to_html(index=False, float_format=lambda x: f"{x:.4g}", border=0, classes="perceiver-runs")
+    return TABLE_STYLE + shown.to_html(index=False, float_format=lambda x: f"{x:.4g}", border=0,
+                                      classes="perceiver-runs")
 
 
 class RunPicker:

@@ -296,8 +296,9 @@ def test_a_second_run_never_mixes_with_the_first(page, jupyterlab):
 
 def test_the_sweep_panel_runs_a_sweep_and_shows_its_table_live(page, jupyterlab):
     _, root = jupyterlab
-    field(page, "max_steps").fill("4")
-    field(page, "max_steps").press("Enter")
+    for name, value in (("max_steps", "4"), ("max_seq_len", "64"), ("batch_size", "4")):  # short points
+        field(page, name).fill(value)
+        field(page, name).press("Enter")
     page.get_by_text("sweep: vary fields of this form").first.click()
     values = page.get_by_placeholder(re.compile(r"or LOW\.\.HIGH$")).first
     values.wait_for()
@@ -323,5 +324,6 @@ def test_the_sweep_panel_runs_a_sweep_and_shows_its_table_live(page, jupyterlab)
         assert json.loads((point / "status.json").read_text())["status"] == "completed"
         config = yaml.safe_load((point / "config.yaml").read_text())
         assert config["trainer"]["max_steps"] == 4  # the form's configuration, with the swept value
+        assert config["data"]["init_args"]["max_seq_len"] == 64
         assert config["optimizer"]["init_args"]["lr"] == float(point.name.split("=")[1])
     assert (sweep_dir / "sweep.ipynb").is_file() and (sweep_dir / "plots" / "summary.png").is_file()
