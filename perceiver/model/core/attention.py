@@ -103,6 +103,10 @@ class LayerKV:
         self.length += n
         return self.k[:, :, : self.length], self.v[:, :, : self.length]
 
+    def truncate(self, length: int) -> None:
+        """Keep the first ``length`` positions (the buffers stay allocated)."""
+        self.length = min(self.length, length)
+
 
 # --- recording attention weights for plots ------------------------------------------------------------------------
 
