@@ -8,6 +8,7 @@ dashboard works the same for a subprocess, DDP ranks or a finished run.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -21,13 +22,22 @@ from perceiver.tasks import Task, load_object
 __all__ = ["Dashboard", "png", "read_jsonl"]
 
 
+def read_live_sample(run_dir: Path) -> Optional[dict]:
+    """The sample being generated (``sample.live.json``: step and text so far), or None."""
+    try:
+        return json.loads(Path(run_dir, "sample.live.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def run_state(run_dir: Path) -> tuple:
     """Names and modification times of the run directory's files: figures are redrawn when this changes."""
     root = Path(run_dir)
     if not root.is_dir():
         return ()
     return tuple(sorted((str(p.relative_to(root)), p.stat().st_mtime_ns) for p in root.rglob("*")
-                        if p.is_file() and not p.name.startswith(".") and p.parent.name != "checkpoints"))
+                        if p.is_file() and not p.name.startswith(".") and p.parent.name != "checkpoints"
+                        and p.name != "sample.live.json"))
 
 
 class Dashboard:
@@ -83,7 +93,12 @@ class Dashboard:
         for name, fn in self.figure_functions().items():
             self._update(name, state, lambda fn=fn: _png(fn(self.run_dir, self.task)))
         samples = read_jsonl(self.run_dir / "samples.jsonl")
-        if samples:
+        live = read_live_sample(self.run_dir)
+        if live and (not samples or live["step"] > samples[-1]["step"]):  # a sample being generated
+            key = ("live", live["step"], live["text"])
+            self._update("sample", key, lambda: {"text/plain": f"sample at step {live['step']} (generating):\n"
+                                                               f"{live['text']}"})
+        elif samples:
             s = samples[-1]
             self._update("sample", s["step"], lambda: {"text/plain": f"sample at step {s['step']}:\n{s['text']}"})
 

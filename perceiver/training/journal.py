@@ -11,6 +11,7 @@ machine with a shared disk) and the notebook only reads files. Layout of ``run_d
     attention/step-<k>.npz    attention maps (H, I, J) of a fixed validation input, key labels and a title, if the
                               Lightning module provides them (``attention_maps``)
     samples.jsonl             validation samples (generated text or filled masks) per step
+    sample.live.json          the sample being generated, rewritten as its text grows (if the task streams it)
     checkpoints/final.ckpt    checkpoint at the end of training, also after Stop or Ctrl-C
     STOP                      created by the workbench's Stop button: training ends after the current step
 
@@ -80,6 +81,18 @@ class RunJournal(Callback):
         with open(self.run_dir / name, "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def _live_sample_writer(self, trainer: pl.Trainer, interval_s: float = 0.2):
+        """A callback that rewrites ``sample.live.json`` with the sample's text so far, at most every interval_s."""
+        last = [0.0]
+
+        def write(text: str) -> None:
+            now = time.perf_counter()
+            if now - last[0] >= interval_s:
+                self._write_json("sample.live.json", {"step": trainer.global_step, "text": text})
+                last[0] = now
+
+        return write
+
     def _write_json(self, name: str, obj: Any) -> None:
         tmp = self.run_dir / f".{name}.tmp"
         tmp.write_text(json.dumps(obj, indent=1))
@@ -90,7 +103,7 @@ class RunJournal(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit" and trainer.is_global_zero:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            for name in ("metrics.jsonl", "samples.jsonl", "metrics.json"):
+            for name in ("metrics.jsonl", "samples.jsonl", "metrics.json", "sample.live.json"):
                 (self.run_dir / name).unlink(missing_ok=True)
             shutil.rmtree(self.run_dir / "attention", ignore_errors=True)
             if self.stop_path.exists() and self.stop_path.stat().st_mtime < self._created:
@@ -107,6 +120,7 @@ class RunJournal(Callback):
         if saved.is_file():
             shutil.copyfile(saved, self.run_dir / "config.resolved.yaml")
         self._attention_input = self._fixed_input(trainer)
+        pl_module.sample_callback = self._live_sample_writer(trainer)
         n = sum(p.numel() for p in pl_module.parameters())
         print(f"[journal] {type(getattr(pl_module, 'model', pl_module)).__name__} with {n / 1e6:.2f}M parameters on "
               f"{env_device(trainer)}; run directory {self.run_dir}", flush=True)

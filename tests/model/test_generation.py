@@ -188,3 +188,33 @@ def test_stream_stops_at_eos():
     steps = list(stream(model, ids, 12, eos_token_id=eos))
     assert steps[-1].tokens.item() == eos and len(steps) <= 4
     assert torch.equal(steps[-1].sequences, greedy[:, : 5 + len(steps)])
+
+
+def test_stream_text_pieces_join_to_generated_text():
+    from perceiver.model.text.clm import generate_text, stream_text
+    from perceiver.model.text.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer()
+    model = model_for_windows(dtype=torch.float32)
+    options = dict(do_sample=True, top_k=200)  # random bytes: incomplete UTF-8 characters and invalid bytes
+    text = generate_text(model, tokenizer, "Grüße,", 80, generator=torch.Generator().manual_seed(3), **options)
+    pieces = list(stream_text(model, tokenizer, "Grüße,", 80, generator=torch.Generator().manual_seed(3), **options))
+    assert len(pieces) > 10 and "".join(pieces) == text
+    got = []
+    assert generate_text(model, tokenizer, "Grüße,", 80, on_text=got.append,
+                         generator=torch.Generator().manual_seed(3), **options) == text
+    assert got == pieces
+    with pytest.raises(ValueError, match="one prompt"):
+        generate_text(model, tokenizer, ["a", "b"], 4, on_text=print)
+
+
+def test_text_pieces_hold_incomplete_characters():
+    from perceiver.model.text.clm.text import TextPieces
+    from perceiver.model.text.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer()
+    ids = tokenizer("a ü€ 😀 b\n", add_special_tokens=False).input_ids
+    pieces = TextPieces(tokenizer)
+    out = [pieces.push([i]) for i in ids] + [pieces.flush()]
+    assert "".join(out) == "a ü€ 😀 b\n"
+    assert "\ufffd" not in "".join(out) and out.count("") >= 1 + 2 + 3  # held bytes of ü, €, 😀

@@ -54,6 +54,33 @@ def test_run_directory_and_determinism(tmp_path):
     assert len(att["labels"]) == 64
     env = json.loads((run / "env.json").read_text())
     assert env["packages"]["torch"] == torch.__version__.split("+")[0] or env["packages"]["torch"]
+    # the last sample was streamed into sample.live.json while it was generated
+    live = json.loads((run / "sample.live.json").read_text())
+    final = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()][-1]
+    assert live["step"] == final["step"] and final["text"].startswith(live["text"]) and len(live["text"]) > 5
+
+
+class Handle:
+    def __init__(self):
+        self.shown = None
+
+    def update(self, obj, raw=False):
+        self.shown = obj["text/plain"]
+
+
+def test_dashboard_shows_the_sample_being_generated(tmp_path):
+    from perceiver import tasks
+    from widgets.dashboard import Dashboard
+
+    (tmp_path / "samples.jsonl").write_text(json.dumps({"step": 3, "text": "A man who"}) + "\n")
+    (tmp_path / "sample.live.json").write_text(json.dumps({"step": 6, "text": "A man wa"}))
+    dashboard = Dashboard(tmp_path, tasks.get("clm"))
+    dashboard.handles = {"sample": Handle()}
+    dashboard.refresh()
+    assert dashboard.handles["sample"].shown == "sample at step 6 (generating):\nA man wa"
+    (tmp_path / "samples.jsonl").write_text(json.dumps({"step": 6, "text": "A man was here"}) + "\n")
+    dashboard.refresh()
+    assert dashboard.handles["sample"].shown == "sample at step 6:\nA man was here"
 
 
 def test_stop_file_ends_run_with_checkpoint(tmp_path):

@@ -167,6 +167,23 @@ def check_generation_args(
 # --- decoding loop -------------------------------------------------------------------------------------------------
 
 
+def decoding_step(model, tokens: torch.Tensor, pad: Optional[torch.Tensor], w: Window, prev: Optional[Window],
+                  cache) -> torch.Tensor:
+    """Last-position logits (B, V) of window w of ``tokens`` (B, T), given the previous step's window ``prev`` and
+    the kv-cache (None: no cache)."""
+    if cache is not None and prev is not None and w.start == prev.start:
+        if w.prefix_len == prev.prefix_len:  # growth step: one new latent
+            return model.next_token_logits(tokens[:, w.end - 1 : w.end], w.prefix_len, None, cache)
+        cache.drop_latents()  # restart: the cached prefix stays, the rest of the window is computed
+        s = w.start + prev.prefix_len
+        return model.next_token_logits(tokens[:, s : w.end], w.prefix_len, None if pad is None else pad[:, s : w.end],
+                                       cache)
+    if cache is not None:  # first step or a moved window: the whole window
+        cache.reset()
+    m = None if pad is None else pad[:, w.start : w.end]
+    return model.next_token_logits(tokens[:, w.start : w.end], w.prefix_len, m, cache)
+
+
 @dataclass
 class Step:
     """One decoding step: its index t, the window the model ran on, the last-position logits (B, V), the new
@@ -179,7 +196,6 @@ class Step:
     sequences: torch.Tensor
 
 
-@torch.no_grad()
 def stream(
     model,
     input_ids: torch.Tensor,
@@ -199,7 +215,7 @@ def stream(
     """Decode step by step, yielding a :class:`Step` per new token (see :func:`generate` for the arguments).
 
     ``model`` is a :class:`~perceiver.model.core.perceiver_ar.PerceiverAR` with a token output (``logits``); it is
-    used as it is (call ``model.eval()`` first)."""
+    used as it is (call ``model.eval()`` first). Nothing is computed between the steps a caller takes."""
     max_seq_len, max_latents = model.max_seq_len, model.max_latents
     check_generation_args(input_ids, max_new_tokens, num_latents, temperature, top_k, top_p, max_seq_len, max_latents)
     r = restart_size(window_rule, restart_latents, max_latents)
@@ -214,24 +230,16 @@ def stream(
         pad[:, :n0] = pad_mask
     done = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
     cache = model.init_cache() if use_cache else None
-    w = prev = None
+    prev = None
 
     for t in range(max_new_tokens):
-        w = initial_window(n0, num_latents, max_prefix_len) if prev is None else next_window(prev, max_latents, max_prefix_len, r)
-        if prev is not None and use_cache and w.start == prev.start:
-            if w.prefix_len == prev.prefix_len:  # growth step: one new latent
-                logits = model.next_token_logits(tokens[:, w.end - 1 : w.end], w.prefix_len, None, cache)
-            else:  # restart: the cached prefix stays, the rest of the window is computed
-                cache.drop_latents()
-                s = w.start + prev.prefix_len
-                m = None if pad is None else pad[:, s : w.end]
-                logits = model.next_token_logits(tokens[:, s : w.end], w.prefix_len, m, cache)
-        else:  # first step, a moved window, or no cache: the whole window
-            if cache is not None:
-                cache.reset()
-            m = None if pad is None else pad[:, w.start : w.end]
-            logits = model.next_token_logits(tokens[:, w.start : w.end], w.prefix_len, m, cache)
-        new = next_token(logits, do_sample, temperature, top_k, top_p, generator)  # (B,)
+        if prev is None:
+            w = initial_window(n0, num_latents, max_prefix_len)
+        else:
+            w = next_window(prev, max_latents, max_prefix_len, r)
+        with torch.no_grad():
+            logits = decoding_step(model, tokens, pad, w, prev, cache)  # (B, V)
+            new = next_token(logits, do_sample, temperature, top_k, top_p, generator)  # (B,)
         if eos_token_id is not None:
             new = new.masked_fill(done, eos_token_id)
             done = done | (new == eos_token_id)
