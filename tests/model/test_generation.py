@@ -218,3 +218,17 @@ def test_text_pieces_hold_incomplete_characters():
     out = [pieces.push([i]) for i in ids] + [pieces.flush()]
     assert "".join(out) == "a ü€ 😀 b\n"
     assert "\ufffd" not in "".join(out) and out.count("") >= 1 + 2 + 3  # held bytes of ü, €, 😀
+
+
+def test_decoding_honours_wrapped_projections():
+    # decoding fuses the q/k/v products of plain nn.Linear layers only: a hooked (or PEFT-wrapped) projection runs
+    # as a module, in cached decoding as in a full pass
+    model = model_for_windows()
+    ids = torch.randint(6, 262, (2, 5))
+    plain = model.generate(ids, 40, do_sample=True, generator=torch.Generator().manual_seed(0))
+    model.self_attn.layers[1].attention.k_proj.register_forward_hook(lambda m, args, out: out * 1.5)
+    options = dict(do_sample=True, generator=torch.Generator().manual_seed(0))
+    _, log_c, _ = decode(model, ids, None, 40, seed=0)
+    _, log_u, _ = decode(model, ids, None, 40, seed=0, use_cache=False)
+    assert (log_c - log_u).abs().max().item() <= 1e-10
+    assert not torch.equal(model.generate(ids, 40, **options), plain)
