@@ -186,6 +186,7 @@ class RunJournal(Callback):
 
     def _finish(self, trainer, pl_module, status: str, checkpoint: bool = True) -> None:
         self.status = status
+        pl_module.sample_callback = None  # later samples (outside this run) write nothing here
         if checkpoint:  # a collective under DDP: every rank calls it
             trainer.save_checkpoint(str(self.run_dir / "checkpoints" / "final.ckpt"))
         if not trainer.is_global_zero:
