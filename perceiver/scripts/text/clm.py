@@ -6,7 +6,7 @@ Defaults reproduce the documented 30.6M model (preset ``clm-30.6m`` of ``CausalL
 ``data.vocab_size`` and ``data.max_seq_len`` flow into the model config.
 """
 
-from perceiver.scripts.cli import task_main
+from perceiver.scripts.entry import task_main
 
 main = task_main("clm")
 
