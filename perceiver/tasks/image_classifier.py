@@ -39,8 +39,8 @@ TASK = Task(
         "--model.encoder.num_self_attention_blocks=2 --model.encoder.num_self_attention_layers_per_block=2 "
         "--model.encoder.first_self_attention_block_shared=true --model.decoder.num_output_query_channels=64 "
         "--optimizer=AdamW --optimizer.lr=2e-3 --lr_scheduler=CosineWithWarmupLR --lr_scheduler.warmup_steps=50 "
-        "--trainer.max_steps=800",
-        "python -m perceiver.scripts.vision.image_classifier test --data.source=sample "
-        "--config runs/image_classifier/config.yaml --ckpt_path runs/image_classifier/checkpoints/final.ckpt",
+        "--trainer.max_steps=800 --run_dir=runs/digits",
+        "python -m perceiver.scripts.vision.image_classifier test --config runs/digits/config.yaml "
+        "--ckpt_path runs/digits/checkpoints/final.ckpt",
     ),
 )

@@ -16,11 +16,8 @@ every file against the manifest and deletes a corrupt cache, which is then rebui
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
@@ -28,7 +25,7 @@ from typing import Any, Optional
 import numpy as np
 
 from perceiver.data.audio.sources import Piece, Splits
-from perceiver.data.text.preprocess import CACHE_FORMAT, MANIFEST, file_checksum, open_cache, token_dtype
+from perceiver.data.text.preprocess import CACHE_FORMAT, commit_build, new_build_dir, open_cache, token_dtype
 from perceiver.model.audio.symbolic.events import VOCAB_SIZE
 from perceiver.model.audio.symbolic.midi import MidiError, MidiTokenizer, load_score
 
@@ -81,8 +78,7 @@ def build_event_cache(
     logged and listed in the manifest's ``skipped``). Pieces with fewer than two events are skipped too. A split
     without pieces raises ``ValueError`` naming ``describe``."""
     dtype = token_dtype(VOCAB_SIZE)
-    cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.tmp-", dir=cache_dir.parent))
+    tmp = new_build_dir(cache_dir)
     skipped: list[dict[str, str]] = []
     try:
         manifest_splits = {}
@@ -111,19 +107,10 @@ def build_event_cache(
             np.asarray(offsets, dtype=np.int64).tofile(tmp / f"{split}.offsets.bin")
             manifest_splits[split] = {"num_tokens": offsets[-1], "num_documents": len(names), "pieces": names,
                                       "event_counts": counts.tolist()}
-        files = {p.name: {"bytes": p.stat().st_size, "checksum": file_checksum(p)} for p in sorted(tmp.glob("*.bin"))}
-        manifest = {"format": CACHE_FORMAT, "dtype": dtype.name, "settings": settings, "splits": manifest_splits,
-                    "skipped": skipped, "files": files}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        tmp.chmod(0o755)  # mkdtemp creates it private; the cache may be shared
-        try:
-            os.replace(tmp, cache_dir)
-        except OSError:  # another process finished the same cache first
-            if open_cache(cache_dir) is None:
-                raise
+        return commit_build(tmp, cache_dir, {"format": CACHE_FORMAT, "dtype": dtype.name, "settings": settings,
+                                             "splits": manifest_splits, "skipped": skipped})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return manifest
 
 
 def unigram_entropy(counts) -> float:

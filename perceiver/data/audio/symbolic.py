@@ -190,19 +190,7 @@ class SymbolicAudioDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Training batches in an order given by ``seed`` and the epoch; resumable mid-epoch."""
-        if self.ds_train is None:
-            raise RuntimeError("call setup() before requesting a dataloader")
-        trainer = self.trainer
-        return ResumableDataLoader(
-            self.ds_train,
-            batch_size=self.hparams.batch_size,
-            collate_fn=self.collator,
-            seed=self.hparams.seed,
-            num_replicas=trainer.world_size if trainer is not None else 1,
-            rank=trainer.global_rank if trainer is not None else 0,
-            num_workers=self.hparams.num_workers,
-            pin_memory=self.hparams.pin_memory,
-        )
+        return ResumableDataLoader.for_training(self, self.ds_train, self.collator)
 
     def val_dataloader(self) -> DataLoader:
         if self.ds_valid is None:

@@ -293,19 +293,7 @@ class TextDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Training batches in an order (and with mlm masks) given by ``seed`` and the epoch; resumable mid-epoch
         (see ``perceiver.data.text.loader``). Under DDP/FSDP each rank gets its own share."""
-        if self.ds_train is None:
-            raise RuntimeError("call setup() before requesting a dataloader")
-        trainer = self.trainer
-        return ResumableDataLoader(
-            self.ds_train,
-            batch_size=self.hparams.batch_size,
-            collate_fn=self.collator,
-            seed=self.hparams.seed,
-            num_replicas=trainer.world_size if trainer is not None else 1,
-            rank=trainer.global_rank if trainer is not None else 0,
-            num_workers=self.hparams.num_workers,
-            pin_memory=self.hparams.pin_memory,
-        )
+        return ResumableDataLoader.for_training(self, self.ds_train, self.collator)
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches; mlm validation masks are the same in every epoch (seeded by ``seed``)."""

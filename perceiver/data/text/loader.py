@@ -77,6 +77,19 @@ class ResumableDataLoader(DataLoader):
         self.batches_yielded = 0
         self._skip_batches = 0
 
+    @classmethod
+    def for_training(cls, datamodule, dataset: Dataset | None,
+                     collate_fn: Callable[[list], Any]) -> "ResumableDataLoader":
+        """The training loader of a data module whose hparams hold ``batch_size``, ``seed``, ``num_workers`` and
+        ``pin_memory``: this rank's share of ``dataset`` under its trainer (DDP/FSDP), all of it without one."""
+        if dataset is None:
+            raise RuntimeError("call setup() before requesting a dataloader")
+        trainer, hp = datamodule.trainer, datamodule.hparams
+        return cls(dataset, batch_size=hp.batch_size, collate_fn=collate_fn, seed=hp.seed,
+                   num_replicas=trainer.world_size if trainer is not None else 1,
+                   rank=trainer.global_rank if trainer is not None else 0,
+                   num_workers=hp.num_workers, pin_memory=hp.pin_memory)
+
     @property
     def epoch(self) -> int:
         return self.sampler.epoch

@@ -196,30 +196,43 @@ def build_cache(
     dtype = token_dtype(len(tokenizer))
     encoder = DocumentEncoder(tokenizer, settings["add_special_tokens"], settings["add_eos_token"])
     documents = settings["layout"] == "documents"
-    cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_abandoned_builds(cache_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.tmp-{os.getpid()}-", dir=cache_dir.parent))
+    tmp = new_build_dir(cache_dir)
     try:
-        (tmp / "HOST").write_text(socket.gethostname())  # a pid means something on this host only
         splits = {}
         for split, ds in dsd.items():
             logger.info("tokenizing %s split (%d documents) into %s", split, len(ds), cache_dir)
             splits[split] = _write_split(tmp, split, ds, encoder, dtype, documents, preproc_workers, describe)
             if static_mask is not None:
                 _write_static_mask(tmp, split, dtype, *static_mask)
-        files = {p.name: {"bytes": p.stat().st_size, "checksum": file_checksum(p)} for p in sorted(tmp.glob("*.bin"))}
-        manifest = {"format": CACHE_FORMAT, "dtype": dtype.name, "settings": settings, "splits": splits}
-        manifest.update(extra or {}, files=files)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        (tmp / "HOST").unlink()
-        tmp.chmod(0o755)  # mkdtemp creates it private; the cache may be shared
-        try:
-            os.replace(tmp, cache_dir)
-        except OSError:  # another process finished the same cache first
-            if open_cache(cache_dir) is None:
-                raise
+        return commit_build(tmp, cache_dir, {"format": CACHE_FORMAT, "dtype": dtype.name, "settings": settings,
+                                             "splits": splits, **(extra or {})})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def new_build_dir(cache_dir: Path) -> Path:
+    """A private directory next to ``cache_dir`` to build the cache in (builds abandoned by dead processes on this
+    host are removed first); :func:`commit_build` turns it into ``cache_dir``."""
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_builds(cache_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.tmp-{os.getpid()}-", dir=cache_dir.parent))
+    (tmp / "HOST").write_text(socket.gethostname())  # a pid means something on this host only
+    return tmp
+
+
+def commit_build(tmp: Path, cache_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Finish the build in ``tmp``: the ``.bin`` files' sizes and checksums go into ``manifest``, which is written,
+    then ``tmp`` becomes ``cache_dir`` in one rename (readers never see a partial cache). Returns the manifest."""
+    manifest = {**manifest, "files": {p.name: {"bytes": p.stat().st_size, "checksum": file_checksum(p)}
+                                      for p in sorted(tmp.glob("*.bin"))}}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    (tmp / "HOST").unlink(missing_ok=True)
+    tmp.chmod(0o755)  # mkdtemp creates it private; the cache may be shared
+    try:
+        os.replace(tmp, cache_dir)
+    except OSError:  # another process finished the same cache first
+        if open_cache(cache_dir) is None:
+            raise
     return manifest
 
 

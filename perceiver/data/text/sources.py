@@ -123,7 +123,7 @@ def load_hub(path: str, name: str | None, revision: str | None, **kwargs: Any) -
     try:
         return datasets.load_dataset(path, name, revision=revision, **kwargs)
     except ConnectionError as e:
-        if hub_offline():  # offline and not in the local datasets cache: the same message, whenever datasets was imported
+        if hub_offline():  # offline, not in the local datasets cache: the same message whenever datasets was imported
             raise HubUnreachableError(offline) from None
         raise HubUnreachableError(f"cannot load {path!r} ({name}) from the Hugging Face Hub: {e}. {OFFLINE_HINT}")
 

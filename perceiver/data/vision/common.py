@@ -158,15 +158,7 @@ class ImageDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Training batches in an order given by ``seed`` and the epoch, resumable mid-epoch; under DDP each rank
         gets its share."""
-        if self.ds_train is None:
-            raise RuntimeError("call setup() before requesting a dataloader")
-        trainer = self.trainer
-        return ResumableDataLoader(
-            self.ds_train, batch_size=self.hparams.batch_size, collate_fn=default_collate, seed=self.hparams.seed,
-            num_replicas=trainer.world_size if trainer is not None else 1,
-            rank=trainer.global_rank if trainer is not None else 0,
-            num_workers=self.hparams.num_workers, pin_memory=self.hparams.pin_memory,
-        )
+        return ResumableDataLoader.for_training(self, self.ds_train, default_collate)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.ds_valid)
