@@ -25,6 +25,10 @@ CASES = {
     "mlm_s512": dict(kind="mlm", batch=1, seq=512),
     "gen_b1": dict(kind="gen", batch=1, seq=512, new=256),
     "gen_b8": dict(kind="gen", batch=8, seq=512, new=256),
+    # long generation past max_latents (512) and max_seq_len (4096), timed per token (per-chunk tokens/s); the
+    # warm-up generates warmup_new tokens only
+    "gen_long_1k": dict(kind="gen", batch=1, seq=16, new=1024, chunked=True, warmup_new=32),
+    "gen_long_5k": dict(kind="gen", batch=1, seq=16, new=5000, chunked=True, warmup_new=32),
     "long_8k": dict(kind="long", batch=1, seq=8192, latents=1024),
     "long_16k": dict(kind="long", batch=1, seq=16384, latents=1024),
     "long_32k": dict(kind="long", batch=1, seq=32768, latents=1024),
@@ -32,6 +36,7 @@ CASES = {
     "smoke_clm": dict(kind="clm_train", batch=1, seq=128, latents=32, tiny=True),
     "smoke_mlm": dict(kind="mlm", batch=1, seq=64, tiny=True),
     "smoke_gen": dict(kind="gen", batch=1, seq=32, new=8, tiny=True),
+    "smoke_gen_long": dict(kind="gen", batch=1, seq=16, new=300, chunked=True, warmup_new=8, tiny=True),
     "smoke_long": dict(kind="long", batch=1, seq=256, latents=32, tiny=True),
 }
 

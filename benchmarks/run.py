@@ -30,16 +30,19 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from cases import CASES, model_config  # noqa: E402
 WORKER = HERE / "worker.py"
-PIO_PYTHON = HERE / ".venv-perceiver-io" / "bin" / "python"
+# perceiver-io 0.11.0: benchmarks/.venv-perceiver-io, or the interpreter named by $PIO_PYTHON
+PIO_PYTHON = Path(os.environ.get("PIO_PYTHON", HERE / ".venv-perceiver-io" / "bin" / "python"))
 
 GROUPS = {
     "clm": ["clm_train_b2_s4096", "clm_train_b4_s1024", "clm_train_b2_s4096_ckpt"],
     "mlm": ["mlm_s2048", "mlm_s512"],
     "gen": ["gen_b1", "gen_b8"],
+    "gen_long": ["gen_long_1k", "gen_long_5k"],
     "long": ["long_8k", "long_16k", "long_32k"],
-    "smoke": ["smoke_clm", "smoke_mlm", "smoke_gen", "smoke_long"],
+    "smoke": ["smoke_clm", "smoke_mlm", "smoke_gen", "smoke_gen_long", "smoke_long"],
 }
-GROUPS["all"] = GROUPS["clm"] + GROUPS["mlm"] + GROUPS["gen"] + GROUPS["long"]
+GROUPS["all"] = GROUPS["clm"] + GROUPS["mlm"] + GROUPS["gen"] + GROUPS["gen_long"] + GROUPS["long"]
+CHUNKED = set(GROUPS["gen_long"]) | {"smoke_gen_long"}  # one long timed repetition by default; per-chunk tokens/s
 LABELS = {
     "clm_train_b2_s4096": "CLM train step, 2 x 4096, 512 latents",
     "clm_train_b4_s1024": "CLM train step, 4 x 1024, 256 latents",
@@ -48,12 +51,15 @@ LABELS = {
     "mlm_s512": "MLM fwd+bwd, 1 x 512",
     "gen_b1": "Greedy gen, cached, batch 1 (tok/s)",
     "gen_b8": "Greedy gen, cached, batch 8 (tok/s)",
+    "gen_long_1k": "Greedy gen, 16 + 1024 tokens, batch 1",
+    "gen_long_5k": "Greedy gen, 16 + 5000 tokens, batch 1",
     "long_8k": "CLM fwd+bwd, 8k, 1024 latents",
     "long_16k": "CLM fwd+bwd, 16k, 1024 latents",
     "long_32k": "CLM fwd+bwd, 32k, 1024 latents",
     "smoke_clm": "smoke: CLM train step",
     "smoke_mlm": "smoke: MLM fwd+bwd",
     "smoke_gen": "smoke: generation (tok/s)",
+    "smoke_gen_long": "smoke: long generation (tok/s)",
     "smoke_long": "smoke: CLM fwd+bwd long",
 }
 
@@ -63,7 +69,8 @@ def libs_for(case: str) -> list[str]:
 
 
 def run_worker(lib: str, case: str, precision: str, args, count_flops: bool) -> dict:
-    reps = args.reps if args.reps is not None else (1 if args.quick or args.smoke or precision != "fp32" else 3)
+    reps = args.reps if args.reps is not None else (
+        1 if args.quick or args.smoke or precision != "fp32" or case in CHUNKED else 3)
     warmup = args.warmup if args.warmup is not None else (0 if args.smoke else 1)
     cmd = ["--lib", lib, "--case", case, "--precision", precision, "--reps", str(reps), "--warmup", str(warmup),
            "--threads", str(args.threads), "--model-config", json.dumps(model_config(CASES[case]))]
@@ -107,6 +114,8 @@ def merge_rounds(prev: dict | None, r: dict) -> dict:
     merged["matmul_gflops"] = statistics.median(merged["matmul_gflops_per_round"])
     if "tokens_per_s" in r:
         merged["tokens_per_s"] = r["batch_tokens"] / merged["median_s"]
+    if "chunk_tokens_per_s" in r:
+        merged["chunk_tokens_per_s"] = prev["chunk_tokens_per_s"] + r["chunk_tokens_per_s"]
     return merged
 
 
@@ -200,6 +209,35 @@ def growth_rows(results: dict, cases: list[str], precisions: list[str]) -> list[
     return rows
 
 
+def chunk_stats(r: dict) -> dict | None:
+    """Long generation: tokens/s of the growth phase (the whole chunks before the latent window is full), the
+    slowest chunk, and each chunk's median over the repetitions."""
+    reps = value(r, "chunk_tokens_per_s")
+    if not reps:
+        return None
+    chunks = [statistics.median(c) for c in zip(*reps)]
+    n = max(1, r["growth_tokens"] // 128)
+    growth = 128 * n / sum(128 / c for c in chunks[:n])
+    slowest = min(range(len(chunks)), key=chunks.__getitem__)
+    return dict(chunks=chunks, growth=growth, slowest=slowest, min=chunks[slowest], min_ratio=chunks[slowest] / growth)
+
+
+def chunk_rows(results: dict, cases: list[str], precisions: list[str]) -> tuple[list[list[str]], list[str]]:
+    """Rows: case | precision | lib | overall | growth phase | slowest chunk | slowest / growth; plus per-chunk lines."""
+    rows, lines = [], []
+    for case in [c for c in cases if c in CHUNKED]:
+        for prec in precisions:
+            for lib in ["ours", "pio"]:
+                r = results.get((case, prec, lib), {})
+                st = chunk_stats(r)
+                if st is None:
+                    continue
+                rows.append([LABELS.get(case, case), prec, lib, fmt(value(r, "tokens_per_s"), 1), fmt(st["growth"], 1),
+                             f"{st['min']:.1f} (chunk {st['slowest'] + 1})", fmt(st["min_ratio"])])
+                lines.append(f"{case} {prec} {lib}: " + " ".join(f"{c:.1f}" for c in st["chunks"]))
+    return rows, lines
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     line = lambda r: "| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths)) + " |"  # noqa: E731
@@ -237,6 +275,13 @@ def targets(results: dict) -> list[list[str]]:
         for other in ["pio", "hf"]:
             check(f"{c} fp32 / {other} fp32", ratio(t(c, "fp32", "ours"), t(c, "fp32", other)), 0.9)
             check(f"{c} bf16 / {other} fp32", ratio(t(c, "bf16-mixed", "ours"), t(c, "fp32", other)), 0.33)
+    check("gen_b1 fp32 tok/s / pio (issue 13)",
+          ratio(t("gen_b1", "fp32", "ours", "tokens_per_s"), t("gen_b1", "fp32", "pio", "tokens_per_s")), 1.5, le=False)
+    for c in GROUPS["gen_long"]:
+        check(f"{c} fp32 tok/s / pio", ratio(t(c, "fp32", "ours", "tokens_per_s"), t(c, "fp32", "pio", "tokens_per_s")),
+              1.5, le=False)
+        st = chunk_stats(results.get((c, "fp32", "ours"), {}))
+        check(f"{c} fp32 slowest chunk / growth phase", st and st["min_ratio"], 0.5, le=False)
     for prec in ["fp32", "bf16-mixed"]:
         check(f"gen_b1 {prec} tok/s / pio fp32 tok/s",
               ratio(t("gen_b1", prec, "ours", "tokens_per_s"), t("gen_b1", "fp32", "pio", "tokens_per_s")), 5.0, le=False)
@@ -314,6 +359,12 @@ def main():
     if g:
         text += ["", "Long context growth from one length to the next (x2 tokens):", "",
                  table(["lengths", "precision", "lib", "peak RSS ratio", "time ratio"], g)]
+    cr, lines = chunk_rows(results, names, precisions)
+    if cr:
+        text += ["", "Long generation: tokens/s overall, in the growth phase (before the latent window is full) and in the "
+                 "slowest 128-token chunk:", "",
+                 table(["case", "precision", "lib", "overall", "growth phase", "slowest chunk", "slowest / growth"], cr),
+                 "", "Tokens/s per 128-token chunk:", ""] + lines
     tg = targets(results)
     if tg:
         text += ["", "Targets:", "", table(["target", "measured", "limit", "status"], tg)]

@@ -157,16 +157,21 @@ def make_step(lib: str, case: dict, precision: str, model_config: str | None = N
         if lib == "ours":
             model = build_clm(config).eval()
 
-            def step():
-                with torch.inference_mode(), autocast(precision):
-                    step.out = model.generate(x, case["new"], num_latents=1, use_cache=True)
+            def generate(new, streamer):
+                return model.generate(x, new, num_latents=1, use_cache=True, streamer=streamer)
         else:
             model = build_pio_clm_hf(config).eval()
 
-            def step():
-                with torch.inference_mode(), autocast(precision):
-                    step.out = model.generate(input_ids=x, max_new_tokens=case["new"], min_new_tokens=case["new"],
-                                              num_latents=1, do_sample=False, use_cache=True, pad_token_id=0)
+            def generate(new, streamer):
+                return model.generate(input_ids=x, max_new_tokens=new, min_new_tokens=new, num_latents=1,
+                                      do_sample=False, use_cache=True, pad_token_id=0, streamer=streamer)
+
+        def step(new=case["new"]):
+            # both libraries call a streamer's put() with the prompt, then with each new token
+            step.clock = TokenClock() if case.get("chunked") else None
+            with torch.inference_mode(), autocast(precision):
+                step.out = generate(new, step.clock)
+
         return step, model
     raise ValueError(kind)
 
@@ -181,6 +186,26 @@ def add_case_arguments(p) -> None:
 
 
 # --- measurement ----------------------------------------------------------------------------------------------------
+
+
+class TokenClock:
+    """A generation streamer that records when each new token arrives (the first put() is the prompt)."""
+
+    def __init__(self):
+        self.start, self.times, self.prompt_seen = time.perf_counter(), [], False
+
+    def put(self, ids) -> None:
+        if self.prompt_seen:
+            self.times.append(time.perf_counter())
+        self.prompt_seen = True
+
+    def end(self) -> None:
+        pass
+
+    def chunk_tokens_per_s(self, chunk: int = 128) -> list[float]:
+        """Tokens/s of each run of ``chunk`` new tokens (the first includes the prompt's pass)."""
+        edges = [self.start] + self.times[chunk - 1 :: chunk]
+        return [chunk / (b - a) for a, b in zip(edges, edges[1:])]
 
 
 def matmul_peak(precision: str, tiny: bool) -> float:
@@ -243,12 +268,14 @@ def main():
     if args.count_flops and case["kind"] != "gen":
         result["flops"] = count_flops(step)
     for _ in range(args.warmup):
-        step()
-    times = []
+        step(case["warmup_new"]) if "warmup_new" in case else step()
+    times, chunks = [], []
     for _ in range(args.reps):
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
+        if case.get("chunked"):
+            chunks.append(step.clock.chunk_tokens_per_s())
     result["times"] = times
     result["median_s"] = statistics.median(times)
     result["max_rss_mb"] = max_rss_mb()
@@ -258,6 +285,11 @@ def main():
         out = step.out
         result["new_tokens"] = int(out.shape[1] - case["seq"])
         result["first_tokens"] = out[0, case["seq"]: case["seq"] + 16].tolist()
+        if case.get("chunked"):  # tokens/s of each chunk of 128 new tokens, per timed repetition
+            result["chunk_tokens_per_s"] = chunks
+            # steps before the latent window is full
+            result["growth_tokens"] = case_model_config(args.lib, case, args.model_config)["max_latents"]
+            result["last_tokens"] = out[0, -16:].tolist()
     print("RESULT " + json.dumps(result), flush=True)
 
 

@@ -11,6 +11,7 @@ GUI backend) into PNG bytes.
 from __future__ import annotations
 
 import html
+import json
 import threading
 import time
 from pathlib import Path
@@ -30,13 +31,22 @@ _STATE_COLORS = {"running": "#1565c0", "completed": "#2e7d32", "stopped": "#ef6c
 _PRE = "white-space:pre-wrap;font-family:monospace;font-size:85%;margin:0"
 
 
+def read_live_sample(run_dir: Path) -> Optional[dict]:
+    """The sample being generated (``sample.live.json``: step and text so far), or None."""
+    try:
+        return json.loads(Path(run_dir, "sample.live.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def run_state(run_dir: Path) -> tuple:
     """Names and modification times of the run directory's files: figures are redrawn when this changes."""
     root = Path(run_dir)
     if not root.is_dir():
         return ()
     return tuple(sorted((str(p.relative_to(root)), p.stat().st_mtime_ns) for p in root.rglob("*")
-                        if p.is_file() and not p.name.startswith(".") and p.parent.name != "checkpoints"))
+                        if p.is_file() and not p.name.startswith(".") and p.parent.name != "checkpoints"
+                        and p.name != "sample.live.json"))
 
 
 class _Figure:
@@ -131,7 +141,11 @@ class Dashboard:
             for name, fn in self.figure_functions().items():
                 self._update(name, state, lambda fn=fn: fn(run_dir, self.task))
             samples = read_jsonl(run_dir / "samples.jsonl")
-            if samples:
+            live = read_live_sample(run_dir)
+            if live and (not samples or live["step"] > samples[-1]["step"]):  # a sample being generated
+                self.sample.value = (f"<b>sample at step {live['step']} (generating)</b><pre style='{_PRE}'>"
+                                     f"{html.escape(str(live['text']))}</pre>")
+            elif samples:
                 s = samples[-1]
                 self.sample.value = (f"<b>sample at step {s['step']}</b><pre style='{_PRE}'>"
                                      f"{html.escape(str(s['text']))}</pre>")

@@ -60,7 +60,8 @@ def load_run(run_dir: str | Path, map_location: str = "cpu"):
 
 
 def generate(lit, prompt: str, max_new_tokens: int = 64, seed: Optional[int] = 0, **kwargs) -> str:
-    """Prompt plus generated continuation (top-k sampling with a seeded generator, or greedy with seed=None)."""
+    """Prompt plus generated continuation (top-k sampling with a seeded generator, or greedy with seed=None).
+    ``kwargs`` go to ``generate_text``, e.g. ``on_text=print`` to see each piece of text as it is generated."""
     import torch
 
     from perceiver.model.text.clm import generate_text

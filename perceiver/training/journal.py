@@ -19,6 +19,7 @@ the repository root)::
                               and its step; total tokens, flops and mean mfu), rewritten at every validation and at
                               the end
     samples.jsonl             validation samples (generated text or filled masks): step, text
+    sample.live.json          the sample being generated, rewritten as its text grows (if the task streams it)
     attention/step-<k>.npz    attention maps (H, I, J) of a fixed validation input, key labels and a title, if the
                               Lightning module provides them (``attention_maps``)
     records/<name>/step-<k>.npz  arrays of a validation for the task's figures (``validation_records``), e.g.
@@ -114,6 +115,18 @@ class RunJournal(Callback):
         with open(self.run_dir / name, "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def _live_sample_writer(self, trainer: pl.Trainer, interval_s: float = 0.2):
+        """A callback that rewrites ``sample.live.json`` with the sample's text so far, at most every interval_s."""
+        last = [0.0]
+
+        def write(text: str) -> None:
+            now = time.perf_counter()
+            if now - last[0] >= interval_s:
+                self._write_json("sample.live.json", {"step": trainer.global_step, "text": text})
+                last[0] = now
+
+        return write
+
     def _write_json(self, name: str, obj: Any) -> None:
         tmp = self.run_dir / f".{name}.tmp"
         tmp.write_text(json.dumps(obj, indent=1))
@@ -152,6 +165,8 @@ class RunJournal(Callback):
         self._write_json("env.json", {"task": self._task, "run_dir": str(self.run_dir), **environment(trainer),
                                       **parameter_counts(pl_module)})
         self._attention_input = self._fixed_input(trainer)
+        (self.run_dir / "sample.live.json").unlink(missing_ok=True)  # of an earlier (resumed) process
+        pl_module.sample_callback = self._live_sample_writer(trainer)
         n = parameter_counts(pl_module)["num_params"]
         print(f"[journal] {type(getattr(pl_module, 'model', pl_module)).__name__} with {n / 1e6:.2f}M parameters on "
               f"{env_device(trainer)}; run directory {self.run_dir}"
@@ -263,6 +278,7 @@ class RunJournal(Callback):
 
     def _finish(self, trainer, pl_module, status: str, checkpoint: bool = True, **error: str) -> None:
         self.status = status
+        pl_module.sample_callback = None  # later samples (outside this run) write nothing here
         checkpoint = checkpoint and bool(trainer.checkpoint_callbacks)  # none if the user turned checkpointing off
         if checkpoint and self._saved_at != trainer.global_step:  # a collective under DDP: every rank calls it
             trainer.save_checkpoint(str(self.final_checkpoint))

@@ -4,7 +4,7 @@ stops on a non-finite loss, logs metrics and text samples. Task modules implemen
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import pytorch_lightning as pl
 import torch
@@ -37,6 +37,10 @@ class LitModel(pl.LightningModule):
 
     default_lr = 1e-4
     """Learning rate of the default optimizer (see ``configure_optimizers``)."""
+
+    sample_callback: Optional[Callable[[str], None]] = None
+    """Called with the sample's text so far while ``sample`` generates it (the run journal writes it for the
+    dashboard); task modules whose samples are generated step by step call it."""
 
     field_hint: Optional[FieldHint] = None
     """The config field behind a backend parameter name (for errors about weights that do not fit)."""

@@ -369,3 +369,40 @@ def test_generate_config_and_outputs(clm, tokenizer):
     enc = tokenizer(["Hello", "a"], padding=True, add_special_tokens=False, return_tensors="pt")
     with pytest.raises(ValueError, match="left padding"):
         clm.generate(**enc, max_new_tokens=4)
+
+
+def test_generate_long_equals_ours_with_restart_options(clm, tokenizer):
+    # 2 x max_seq_len new tokens: restarts that keep the prefix and restarts that slide the window
+    enc = left_padded(tokenizer, ["Hello world", "abc"])
+    for options in (dict(), dict(restart_latents=3), dict(window_rule="slide")):
+        out = clm.generate(**enc, max_new_tokens=50, num_latents=2, **options)
+        expected = clm.backend_model.generate(enc.input_ids, 50, num_latents=2, pad_mask=enc.attention_mask == 0,
+                                              **options)
+        assert torch.equal(out, expected)
+
+
+def test_text_streamer(clm, tokenizer, capsys):
+    from transformers import TextStreamer
+
+    enc = left_padded(tokenizer, ["Hello"])
+    out = clm.generate(**enc, max_new_tokens=20, do_sample=True, top_k=5, generator=torch.Generator().manual_seed(0),
+                       streamer=TextStreamer(tokenizer))
+    printed = capsys.readouterr().out
+    assert printed == tokenizer.decode(out[0]) + "\n"  # the prompt, then each token, then a newline at the end
+
+
+def test_text_iterator_streamer(clm, tokenizer):
+    from threading import Thread
+
+    from transformers import TextIteratorStreamer
+
+    enc = left_padded(tokenizer, ["Hello"])
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True)
+    options = dict(max_new_tokens=30, do_sample=True, top_k=5)
+    thread = Thread(target=clm.generate, kwargs=dict(**enc, **options, streamer=streamer,
+                                                     generator=torch.Generator().manual_seed(0)))
+    thread.start()
+    pieces = list(streamer)
+    thread.join()
+    out = clm.generate(**enc, **options, generator=torch.Generator().manual_seed(0))
+    assert len(pieces) > 1 and "".join(pieces) == tokenizer.decode(out[0, enc.input_ids.shape[1]:])

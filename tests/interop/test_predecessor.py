@@ -87,10 +87,11 @@ def test_clm_kv_cache_steps():
 
 
 def test_clm_greedy_generation_matches_predecessor():
-    # 0.11's HF generate(num_latents=4, max_new_tokens=40): latent growth, prefix growth and the sliding window
+    # 0.11's HF generate(num_latents=4, max_new_tokens=40): latent growth, prefix growth and the sliding window,
+    # our window_rule="slide"
     ref, _ = reference("clm")
     model = load_predecessor(fixture_path("clm", "hf"))
-    out = model.generate(ref["generate.prompt_ids"], 40, num_latents=4)
+    out = model.generate(ref["generate.prompt_ids"], 40, num_latents=4, window_rule="slide")
     assert torch.equal(out, ref["generate.output_ids"])
 
 

@@ -3,7 +3,7 @@ import torch
 
 from configs import clm_config
 from perceiver.model.core import record_attention
-from perceiver.model.core.generation import next_token, top_k_filter, top_p_filter, window
+from perceiver.model.core.generation import next_token, top_k_filter, top_p_filter
 from perceiver.model.text.clm import CausalLanguageModel, generate_text
 from perceiver.model.text.tokenizer import load_tokenizer
 
@@ -57,38 +57,6 @@ def test_cached_forward_equals_full_pass():
         step, cache = model(ids[:, i : i + 1], prefix_len=8, kv_cache=cache)
         steps.append(step)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.parametrize("abs_pos_emb", [True, False])
-def test_cached_generation_equals_uncached_over_3x_max_seq_len(abs_pos_emb):
-    model = small(abs_pos_emb=abs_pos_emb)
-    ids, pad = left_padded_prompts([7, 3, 5], 7)
-    max_new = 3 * model.max_seq_len + 5
-    recorded = {True: [], False: []}
-    for use_cache in (True, False):
-        from perceiver.model.core.generation import generate
-
-        tokens = generate(
-            model._forward_for_generation, model.init_cache, ids, max_new, model.max_seq_len, model.max_latents,
-            pad_mask=pad, use_cache=use_cache, step_callback=lambda t, l, u=use_cache: recorded[u].append(l),
-        )
-        recorded[use_cache] = (tokens, torch.stack(recorded[use_cache]))
-    (tok_c, log_c), (tok_u, log_u) = recorded[True], recorded[False]
-    assert tok_c.shape == (3, 7 + max_new)
-    assert torch.equal(tok_c, tok_u)
-    assert (log_c - log_u).abs().max().item() <= 1e-5
-    # the run crossed max_latents, then max_seq_len
-    assert window(7, 1, max_new - 1, model.max_latents, model.max_prefix_len).start > 0
-    assert torch.equal(model.generate(ids, max_new, pad_mask=pad), tok_c)
-
-
-def test_cache_is_used_while_latent_window_grows(monkeypatch):
-    model = small()
-    lengths = []
-    original = model._forward_for_generation
-    monkeypatch.setattr(model, "_forward_for_generation", lambda x, *a: (lengths.append(x.shape[1]), original(x, *a))[1])
-    model.generate(torch.randint(6, 262, (1, 8)), 5, num_latents=1)
-    assert lengths == [8, 1, 1, 1, 1]
 
 
 def test_eval_mode_disables_prefix_dropout():

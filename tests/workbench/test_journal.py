@@ -56,6 +56,23 @@ def test_run_directory_and_determinism(tmp_path):
     env = json.loads((run / "env.json").read_text())
     assert env["packages"]["torch"] == version("torch") and torch.__version__.startswith(env["packages"]["torch"])
     assert env["task"] == "clm" and env["torch_threads"] == torch.get_num_threads()
+    # the last sample was streamed into sample.live.json while it was generated
+    live = json.loads((run / "sample.live.json").read_text())
+    final = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()][-1]
+    assert live["step"] == final["step"] and final["text"].startswith(live["text"]) and len(live["text"]) > 5
+
+
+def test_dashboard_shows_the_sample_being_generated(tmp_path):
+    from perceiver import tasks
+    from widgets.dashboard import Dashboard
+
+    (tmp_path / "samples.jsonl").write_text(json.dumps({"step": 3, "text": "A man who"}) + "\n")
+    (tmp_path / "sample.live.json").write_text(json.dumps({"step": 6, "text": "A man wa"}))
+    dashboard = Dashboard(tmp_path, tasks.get("clm"))
+    assert "sample at step 6 (generating)" in dashboard.sample.value and "A man wa<" in dashboard.sample.value
+    (tmp_path / "samples.jsonl").write_text(json.dumps({"step": 6, "text": "A man was here"}) + "\n")
+    dashboard.refresh()
+    assert "sample at step 6</b>" in dashboard.sample.value and "A man was here<" in dashboard.sample.value
 
 
 def test_stop_file_ends_run_with_checkpoint(tmp_path):

@@ -122,6 +122,10 @@ def test_generate_notebook(runs):
     assert png_outputs(out) == 2  # attention for the user's input, CLM and MLM
     text = text_outputs(out)
     assert "The history of" in text and "->" in text
+    # the streamed text (printed piece by piece) is the text generate() returns
+    from widgets.inference import generate, load_run
+
+    assert generate(load_run(runs / "clm"), "The history of", 16, seed=0) in text
 
 
 # --- image classifier -----------------------------------------------------------------------------------------------

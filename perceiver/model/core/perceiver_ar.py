@@ -25,6 +25,7 @@ import torch.nn as nn
 from perceiver.model.core.adapter import InputAdapter
 from perceiver.model.core.attention import LayerKV
 from perceiver.model.core.config import PerceiverARConfig
+from perceiver.model.core.generation import generate
 from perceiver.model.core.layers import CrossAttentionLayer, SelfAttentionBlock, run_layer
 from perceiver.model.core.position import RotaryEmbedding, left_pad_shift, positions
 
@@ -32,7 +33,12 @@ from perceiver.model.core.position import RotaryEmbedding, left_pad_shift, posit
 @dataclass
 class KVCache:
     """Rotated keys and values of every layer for the positions processed so far, plus what is needed to continue:
-    the pad masks of all positions and of the latents, and each row's position shift (number of left pads)."""
+    the pad masks of all positions and of the latents, and each row's position shift (number of left pads).
+
+    The cross-attention entries of prefix positions are ``k_proj(kv_norm(embedding))`` rotated at their positions:
+    they depend only on tokens and positions. Those of latent positions use ``q_norm``, and the self-attention
+    entries depend on latent hidden states. :meth:`drop_latents` keeps what stays valid when latents become prefix.
+    """
 
     layers: list[LayerKV] = field(default_factory=list)  # [cross-attention, self-attention 1..S]
     pad_mask: Optional[torch.Tensor] = None  # (B, N) True = pad, None = no padding
@@ -49,6 +55,21 @@ class KVCache:
     def num_latents(self) -> int:
         return self.length - self.prefix_len
 
+    def reset(self) -> None:
+        """Empty the cache (its buffers are kept for the next pass)."""
+        for layer in self.layers:
+            layer.truncate(0)
+        self.pad_mask = self.latent_pad_mask = self.shift = None
+        self.prefix_len = 0
+
+    def drop_latents(self) -> None:
+        """Keep only the prefix's cross-attention keys and values; the next pass continues the window after them."""
+        self.layers[0].truncate(self.prefix_len)
+        for layer in self.layers[1:]:
+            layer.truncate(0)
+        self.pad_mask = None if self.pad_mask is None else self.pad_mask[:, : self.prefix_len]
+        self.latent_pad_mask = None
+
 
 def kept_prefix_len(prefix_len: int, dropout: float) -> int:
     """Number K of prefix positions that prefix dropout keeps."""
@@ -62,9 +83,16 @@ def prefix_dropout_indices(b: int, prefix_len: int, dropout: float, device=None)
     return torch.rand(b, prefix_len, device=device).topk(keep, dim=-1).indices.sort(dim=-1).values
 
 
-def append_mask(mask: Optional[torch.Tensor], n: int) -> Optional[torch.Tensor]:
-    """Extend a pad mask (B, J) by n non-pad positions."""
-    return None if mask is None else torch.cat([mask, mask.new_zeros(mask.shape[0], n)], dim=1)
+def append_mask(
+    mask: Optional[torch.Tensor], j: int, new: Optional[torch.Tensor], n: int, b: int, device=None
+) -> Optional[torch.Tensor]:
+    """Pad mask (B, J + n) of J positions with pad mask ``mask`` followed by n with pad mask ``new``; None stands
+    for no pads."""
+    if mask is None and new is None:
+        return None
+    mask = torch.zeros(b, j, dtype=torch.bool, device=device) if mask is None else mask
+    new = torch.zeros(b, n, dtype=torch.bool, device=device) if new is None else new
+    return torch.cat([mask, new], dim=1)
 
 
 def none_if_unpadded(pad_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -159,19 +187,30 @@ class PerceiverAR(nn.Module):
     ) -> tuple[torch.Tensor, Optional[KVCache]]:
         """Latent hidden states (B, L, C) of ids x (B, N); ``pad_mask`` (B, N) is True at (left) padding.
 
-        With an empty ``kv_cache``, the keys and values of this pass are stored in it. With a filled one, x holds
-        only new positions, which are appended as latents; ``prefix_len`` and ``pad_mask`` are then taken from the
-        cache."""
-        if kv_cache is not None and kv_cache.length > 0:
-            return self._forward_cached(x, kv_cache), kv_cache
+        With a ``kv_cache`` (inference: no prefix dropout), what x holds depends on the cache:
 
+        - empty: the whole window; its keys and values are stored in the cache;
+        - holding latents: only new positions, appended as latents (``prefix_len`` and the padding are the cache's);
+        - holding only a prefix of P positions (after :meth:`KVCache.drop_latents`): the window's positions after
+          them. ``prefix_len`` is the whole window's prefix length (>= P): the first ``prefix_len - P`` positions of
+          x extend the prefix, the rest are latents. The cached prefix keys and values are reused.
+        """
+        if kv_cache is None:
+            return self._forward_full(x, prefix_len, pad_mask), None
+        if kv_cache.num_latents > 0:
+            return self._forward_append(x, kv_cache), kv_cache
+        return self._forward_window(x, prefix_len, pad_mask, kv_cache), kv_cache
+
+    def _embed(self, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, RotaryEmbedding]:
+        """Embeddings (B, N, C) and rotary embedding (B, 1, N, R) of ids x (B, N) at positions pos (B, N)."""
+        return self.input_adapter(x, pos), RotaryEmbedding.at(pos, self.num_rotated_channels)
+
+    def _forward_full(self, x: torch.Tensor, prefix_len: int, pad_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """Training and uncached inference: the whole window, with prefix dropout in training."""
         b, n = x.shape
         self.check_prefix_len(n, prefix_len)
         pad_mask = none_if_unpadded(pad_mask)
-        shift = left_pad_shift(pad_mask)
-        abs_pos = positions(b, n, shift, device=x.device)  # (B, N)
-        x_emb = self.input_adapter(x, abs_pos)  # (B, N, C)
-        rot = RotaryEmbedding.at(abs_pos, self.num_rotated_channels)  # (B, 1, N, R)
+        x_emb, rot = self._embed(x, positions(b, n, left_pad_shift(pad_mask), device=x.device))  # (B, N, C)
 
         # a copy of the latents, so that what the backward pass keeps of them does not pin all of x_emb
         x_prefix, x_latent = x_emb[:, :prefix_len], x_emb[:, prefix_len:].contiguous()  # (B, P, C), (B, L, C)
@@ -189,36 +228,112 @@ class PerceiverAR(nn.Module):
             if pad_mask is not None:
                 pad_kv = torch.cat([pad_mask[:, :prefix_len].gather(1, keep), pad_mask[:, prefix_len:]], dim=1)
 
-        if kv_cache is not None:
-            kv_cache.pad_mask, kv_cache.latent_pad_mask = pad_mask, pad_latent
-            kv_cache.shift, kv_cache.prefix_len = shift, prefix_len
-            caches = kv_cache.layers
-        else:
-            caches = [None] * (1 + len(self.self_attn.layers))
-
         ckpt = dict(checkpointing=self.checkpointing and self.training,
                     offloading=self.config.activation_offloading)
         x_latent = run_layer(
-            self.cross_attn, x_latent, None, pad_kv, rot_latent, rot_kv, caches[0], x_prefix if prefix_len else None,
+            self.cross_attn, x_latent, None, pad_kv, rot_latent, rot_kv, None, x_prefix if prefix_len else None,
             **ckpt,
         )
-        x_latent = self.self_attn(x_latent, pad_latent, rot_latent, None if kv_cache is None else caches[1:])
-        return x_latent, kv_cache
+        return self.self_attn(x_latent, pad_latent, rot_latent)
 
-    def _forward_cached(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Append new latent positions x (B, n) to a filled cache; exact incremental decoding."""
+    def _forward_window(
+        self, x: torch.Tensor, prefix_len: int, pad_mask: Optional[torch.Tensor], cache: KVCache
+    ) -> torch.Tensor:
+        """The window's positions after the P cached prefix positions (P = 0 for an empty cache), into the cache."""
+        b, n = x.shape
+        p = cache.prefix_len if cache.length else 0
+        self.check_prefix_len(p + n, prefix_len)
+        if prefix_len < p:
+            raise ValueError(f"prefix_len={prefix_len} is shorter than the {p} cached prefix positions")
+        pad_mask = none_if_unpadded(pad_mask)
+        if p == 0:
+            cache.reset()
+            cache.shift = left_pad_shift(pad_mask)
+        cache.pad_mask = append_mask(cache.pad_mask, p, pad_mask, n, b, x.device)
+        x_emb, rot = self._embed(x, positions(b, n, cache.shift, start=p, device=x.device))  # (B, n, C)
+
+        k = prefix_len - p  # new prefix positions
+        x_prefix, x_latent = x_emb[:, :k], x_emb[:, k:]  # (B, k, C), (B, L, C)
+        rot_latent = rot[:, :, k:]
+        cache.latent_pad_mask = None if pad_mask is None else none_if_unpadded(pad_mask[:, k:])
+        cache.prefix_len = prefix_len
+        x_latent = self.cross_attn(
+            x_latent, None, cache.pad_mask, rot_latent, rot, cache.layers[0], x_prefix if k else None
+        )
+        return self.self_attn(x_latent, cache.latent_pad_mask, rot_latent, cache.layers[1:])
+
+    def _forward_append(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Append new latent positions x (B, n) to a cache holding latents; exact incremental decoding."""
         b, n = x.shape
         if cache.length + n > self.max_seq_len or cache.num_latents + n > self.max_latents:
             raise ValueError(
                 f"the kv-cache holds {cache.length} positions ({cache.num_latents} latents); {n} more would exceed "
                 f"max_seq_len={self.max_seq_len} or max_latents={self.max_latents}. Start a new pass instead."
             )
-        pos = cache.length + torch.arange(n, device=x.device).expand(b, n)  # (B, n)
-        if cache.shift is not None:
-            pos = (pos - cache.shift).clamp(min=0)
-        x_emb = self.input_adapter(x, pos)  # (B, n, C)
-        rot = RotaryEmbedding.at(pos, self.num_rotated_channels)  # (B, 1, n, R)
-        cache.pad_mask = append_mask(cache.pad_mask, n)
-        cache.latent_pad_mask = append_mask(cache.latent_pad_mask, n)
+        x_emb, rot = self._embed(x, positions(b, n, cache.shift, start=cache.length, device=x.device))  # (B, n, C)
+        cache.pad_mask = append_mask(cache.pad_mask, cache.length, None, n, b, x.device)
+        cache.latent_pad_mask = append_mask(cache.latent_pad_mask, cache.num_latents, None, n, b, x.device)
         x_latent = self.cross_attn(x_emb, None, cache.pad_mask, rot, rot, cache.layers[0])
         return self.self_attn(x_latent, cache.latent_pad_mask, rot, cache.layers[1:])
+
+    # --- generation -------------------------------------------------------------------------------------------------
+
+    def logits(self, x_latent: torch.Tensor) -> torch.Tensor:
+        """Token logits (B, L, V) of latent hidden states (B, L, C). Task models with a token output define it."""
+        raise NotImplementedError(f"{type(self).__name__} has no token output; define logits() to generate")
+
+    def next_token_logits(
+        self, x: torch.Tensor, prefix_len: int, pad_mask: Optional[torch.Tensor] = None,
+        kv_cache: Optional[KVCache] = None,
+    ) -> torch.Tensor:
+        """Logits (B, V) of the last position only (the decoding step; see :meth:`forward` for the arguments)."""
+        x_latent, _ = PerceiverAR.forward(self, x, prefix_len, pad_mask, kv_cache)
+        return self.logits(x_latent[:, -1:])[:, -1]
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        max_new_tokens: int,
+        num_latents: int = 1,
+        pad_mask: Optional[torch.Tensor] = None,
+        window_rule: str = "restart",
+        restart_latents: Optional[int] = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        eos_token_id: Optional[int] = None,
+        use_cache: bool = True,
+        generator: Optional[torch.Generator] = None,
+        streamer=None,
+    ) -> torch.Tensor:
+        """Return the prompt ``input_ids`` (B, n0), left-padded with ``pad_mask`` (True = pad), followed by up to
+        ``max_new_tokens`` generated tokens: greedy, or sampled with ``temperature``, ``top_k`` and ``top_p``.
+
+        Window rule ``"restart"`` (default): the prompt's last L0 = max(num_latents, n0 - max_prefix_len) positions
+        start as latents, the rest is the prefix. Each new token adds one latent until there are ``max_latents``;
+        the next step restarts with R = ``restart_latents`` latents (default ``max_latents // 2``), and the former
+        latents join the prefix. Once the prefix has ``max_prefix_len = max_seq_len - max_latents`` positions, each
+        restart instead slides the window start forward by max_latents + 1 - R positions, so generation continues
+        past ``max_seq_len``. ``window_rule="slide"`` is R = max_latents (after the latents fill up, the prefix grows
+        and then the window slides one position per step). The exact rule is in
+        :mod:`perceiver.model.core.generation`.
+
+        The kv-cache (``use_cache``) is exact: each growth step processes one position, a restart keeps the prefix's
+        cross-attention keys and values (one pass of R latents), and only a restart that slides the window recomputes
+        the prefix. Cached and uncached decoding give the same tokens. Sequences that emit ``eos_token_id`` continue
+        with it until all are done. ``streamer`` (``put(ids)``/``end()``, e.g. ``transformers.TextStreamer``) gets
+        the prompt, then each step's new tokens (B,). Runs in eval mode (no prefix dropout).
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            return generate(
+                self, input_ids, max_new_tokens, streamer=streamer, num_latents=num_latents, pad_mask=pad_mask,
+                window_rule=window_rule, restart_latents=restart_latents, do_sample=do_sample,
+                temperature=temperature, top_k=top_k, top_p=top_p, eos_token_id=eos_token_id, use_cache=use_cache,
+                generator=generator,
+            )
+        finally:
+            self.train(was_training)

@@ -17,10 +17,12 @@ import torch
 import torch.nn as nn
 
 
-def positions(b: int, n: int, shift: Optional[torch.Tensor] = None, device=None) -> torch.Tensor:
-    """Absolute positions (B, N). ``shift`` (B, 1), the number of left pads, moves each row's first real token to
-    position 0; pad positions are clamped to 0."""
-    pos = torch.arange(n, device=device).expand(b, n)  # (B, N)
+def positions(
+    b: int, n: int, shift: Optional[torch.Tensor] = None, start: int = 0, device=None
+) -> torch.Tensor:
+    """Absolute positions (B, N) of the N positions from ``start`` on. ``shift`` (B, 1), the number of left pads,
+    moves each row's first real token to position 0; pad positions are clamped to 0."""
+    pos = torch.arange(start, start + n, device=device).expand(b, n)  # (B, N)
     if shift is not None:
         pos = (pos - shift).clamp(min=0)
     return pos

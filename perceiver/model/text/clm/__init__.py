@@ -1,8 +1,7 @@
 """Perceiver AR causal language model."""
 
 from perceiver.model.text.clm.backend import CausalLanguageModel, CausalLanguageModelConfig
-from perceiver.model.text.clm.text import decode_ids, generate_text
-
+from perceiver.model.text.clm.text import decode_ids, generate_text, stream_text
 
 
 def __getattr__(name):
@@ -14,4 +13,7 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["LitCausalLanguageModel", "CausalLanguageModel", "CausalLanguageModelConfig", "decode_ids", "generate_text"]
+__all__ = [
+    "LitCausalLanguageModel", "CausalLanguageModel", "CausalLanguageModelConfig", "decode_ids", "generate_text",
+    "stream_text",
+]

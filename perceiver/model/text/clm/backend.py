@@ -17,7 +17,6 @@ import torch.nn as nn
 
 from perceiver.model.core.config import ConfigError, PerceiverARConfig, check_init_scale, check_positive
 from perceiver.model.core.flops import Flops, perceiver_ar
-from perceiver.model.core.generation import generate
 from perceiver.model.core.layers import init_parameters
 from perceiver.model.core.perceiver_ar import KVCache, PerceiverAR
 from perceiver.model.core.presets import Preset
@@ -82,7 +81,9 @@ class CausalLanguageModelConfig(PerceiverARConfig):
 
 class CausalLanguageModel(PerceiverAR):
     """Perceiver AR causal language model. ``forward`` returns logits (B, L, V) for the latent positions, plus the
-    kv-cache when one is passed (``kv_cache=model.init_cache()`` for the first call)."""
+    kv-cache when one is passed (``kv_cache=model.init_cache()`` for the first call). ``generate`` (of
+    :class:`PerceiverAR`) decodes with the exact kv-cache and the ``"restart"`` window rule, which its docstring
+    states."""
 
     plotted_attention = "cross_attn.attention"
     """The attention module the workbench plots: the prefix cross-attention."""
@@ -126,49 +127,11 @@ class CausalLanguageModel(PerceiverAR):
         if isinstance(kv_cache, list):  # perceiver-io 0.11 style: [] starts a cache
             kv_cache = self.init_cache() if not kv_cache else KVCache(layers=kv_cache)
         x_latent, kv_cache = super().forward(x, prefix_len, pad_mask, kv_cache)
-        if self.out_norm is not None:
-            x_latent = self.out_norm(x_latent)
-        logits = self.output_adapter(x_latent)  # (B, L, V)
+        logits = self.logits(x_latent)  # (B, L, V)
         return logits if kv_cache is None else (logits, kv_cache)
 
-    def _forward_for_generation(self, x, prefix_len, pad_mask, kv_cache):
-        out = self(x, prefix_len, pad_mask, kv_cache)
-        return out if kv_cache is not None else (out, None)
-
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids: torch.Tensor,
-        max_new_tokens: int,
-        num_latents: int = 1,
-        pad_mask: Optional[torch.Tensor] = None,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: Optional[int] = None,
-        top_p: Optional[float] = None,
-        eos_token_id: Optional[int] = None,
-        use_cache: bool = True,
-        generator: Optional[torch.Generator] = None,
-    ) -> torch.Tensor:
-        """Return the prompt ``input_ids`` (B, n0), left-padded with ``pad_mask`` (True = pad), followed by up to
-        ``max_new_tokens`` generated tokens: greedy, or sampled with ``temperature``, ``top_k`` and ``top_p``.
-
-        Window rule: with L0 = max(num_latents, n0 - max_prefix_len) initial latents, after t new tokens the model
-        sees the last prefix(t) + latents(t) positions, where latents(t) = min(L0 + t, max_latents) and
-        prefix(t) = min(N - latents(t), max_prefix_len). The latent window grows up to ``max_latents``, then the
-        prefix grows up to ``max_prefix_len = max_seq_len - max_latents``, then the window slides. Cached and
-        uncached decoding give the same logits; the cache makes each step one position of work while the latent
-        window grows, and later steps are full passes over the window (see ``perceiver.model.core.generation``).
-        Sequences that emit ``eos_token_id`` continue with ``eos_token_id`` until all are done.
-        """
-        was_training = self.training
-        self.eval()  # prefix dropout is off, so the cache and dropout never meet
-        try:
-            return generate(
-                self._forward_for_generation, self.init_cache, input_ids, max_new_tokens,
-                max_seq_len=self.max_seq_len, max_latents=self.max_latents, num_latents=num_latents,
-                pad_mask=pad_mask, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
-                eos_token_id=eos_token_id, use_cache=use_cache, generator=generator,
-            )
-        finally:
-            self.train(was_training)
+    def logits(self, x_latent: torch.Tensor) -> torch.Tensor:
+        """Token logits (B, L, V) of latent hidden states (B, L, C): the output norm, then the tied embedding."""
+        if self.out_norm is not None:
+            x_latent = self.out_norm(x_latent)
+        return self.output_adapter(x_latent)

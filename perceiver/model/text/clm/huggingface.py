@@ -2,10 +2,12 @@
 
 ``generate`` keeps the Hugging Face calling convention (a ``GenerationConfig`` and/or keyword arguments:
 ``max_new_tokens``/``max_length``, ``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``eos_token_id``,
-``use_cache``) plus ``num_latents``, and runs our kv-cached decoding loop
-(:func:`perceiver.model.core.generation.generate`). Perceiver AR's window rule (the latent window grows, then the
-prefix, then the window slides) does not fit the Hugging Face loop's append-only cache, so the loop is ours and greedy
-output equals :meth:`CausalLanguageModel.generate` token for token. Beam search and other strategies are refused.
+``use_cache``, ``streamer``) plus ``num_latents``, ``window_rule`` and ``restart_latents``, and runs our kv-cached
+decoding loop (:func:`perceiver.model.core.generation.generate`). Perceiver AR's window rule (latents grow, then a
+restart with fewer latents turns the former latents into prefix, and past ``max_seq_len`` the window slides) does not
+fit the Hugging Face loop's append-only cache, so the loop is ours and its output equals
+:meth:`CausalLanguageModel.generate` token for token. Streamers (``transformers.TextStreamer``,
+``TextIteratorStreamer``) get the prompt, then each new token. Beam search and other strategies are refused.
 
 Dimensions:
     B: batch size
@@ -104,12 +106,16 @@ class PerceiverCausalLanguageModel(PerceiverPreTrainedModel, GenerationMixin):
         attention_mask: Optional[torch.Tensor] = None,
         generation_config: Optional[GenerationConfig] = None,
         num_latents: int = 1,
+        window_rule: str = "restart",
+        restart_latents: Optional[int] = None,
         generator: Optional[torch.Generator] = None,
+        streamer=None,
         **kwargs,
     ):
         """Prompt ``input_ids`` (B, n0) followed by the generated tokens; see the module docstring. ``num_latents``
-        is the number of prompt positions that start as latents (the rest is the prefix)."""
-        for name in ("logits_processor", "stopping_criteria", "streamer", "assistant_model"):
+        is the number of prompt positions that start as latents (the rest is the prefix); ``window_rule`` and
+        ``restart_latents`` are those of :meth:`CausalLanguageModel.generate`."""
+        for name in ("logits_processor", "stopping_criteria", "assistant_model"):
             if kwargs.pop(name, None) is not None:
                 raise ValueError(f"generate() of {type(self).__name__} does not support {name}")
         config, _ = self._prepare_generation_config(generation_config, **kwargs)
@@ -129,6 +135,7 @@ class PerceiverCausalLanguageModel(PerceiverPreTrainedModel, GenerationMixin):
             eos = eos[0] if eos else None
         sequences = self.backend_model.generate(
             input_ids, max_new_tokens, num_latents=num_latents, pad_mask=left_pad_mask(attention_mask),
+            window_rule=window_rule, restart_latents=restart_latents, streamer=streamer,
             do_sample=bool(config.do_sample), temperature=config.temperature or 1.0, top_k=config.top_k,
             top_p=config.top_p, eos_token_id=None if eos is None else int(eos),
             use_cache=config.use_cache is not False, generator=generator,

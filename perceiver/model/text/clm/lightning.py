@@ -127,8 +127,15 @@ class LitCausalLanguageModel(LitModel):
         if not self.validation_sample_prompt:
             return None
         generator = torch.Generator(device=self.device).manual_seed(0)
+        prompt, so_far = self.validation_sample_prompt, [self.validation_sample_prompt]
+
+        def on_text(piece: str) -> None:  # streamed: the callback sees the text so far
+            so_far.append(piece)
+            self.sample_callback("".join(so_far))
+
         text = generate_text(
-            self.model, self.tokenizer, self.validation_sample_prompt, self.validation_sample_length,
+            self.model, self.tokenizer, prompt, self.validation_sample_length,
+            on_text=None if self.sample_callback is None else on_text,
             do_sample=True, top_k=10, generator=generator,
         )
-        return self.validation_sample_prompt + text
+        return prompt + text
