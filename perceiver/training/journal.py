@@ -247,6 +247,8 @@ class RunJournal(Callback):
         sample = getattr(pl_module, "last_sample", None)
         if sample is not None:
             self._append("samples.jsonl", {"step": trainer.global_step, "text": sample})
+            if (self.run_dir / "sample.live.json").exists():  # the streamed sample, complete (the writer throttles)
+                self._write_json("sample.live.json", {"step": trainer.global_step, "text": sample})
         records = getattr(pl_module, "validation_records", None)
         for name, arrays in (records() if records is not None else {}).items():
             self._write_npz(self.run_dir / "records" / name / f"step-{trainer.global_step:06d}.npz", arrays)
