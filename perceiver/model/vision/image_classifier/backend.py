@@ -180,7 +180,7 @@ class ImageInputAdapter(InputAdapter):
         x = x.flatten(1, -2)  # (B, M, C)
         if self.pixel_projection is not None:
             x = self.pixel_projection(x)  # (B, M, C')
-        return torch.cat([x, self.position_encoding(x.shape[0]).to(x.dtype)], dim=-1)  # (B, M, C' + P)
+        return torch.cat([x, self.position_encoding(x.shape[0]).to(x)], dim=-1)  # (B, M, C' + P)
 
 
 class ImageClassifier(PerceiverIO):
