@@ -33,10 +33,11 @@ class TrainingRun:
         task: a task of the registry (``perceiver.tasks``) or its name.
         config: the CLI configuration (``widgets.spec.cli_config``).
         run_dir: the run directory.
-        cpu_threads: torch threads of a CPU run (fixed, so CPU results do not depend on the machine's core count).
+        cpu_threads: torch threads of the training process (replaces the config's ``cpu_threads``; None keeps it:
+            all usable cores unless the config fixes a number, which makes CPU results reproducible).
     """
 
-    def __init__(self, task: str | Task, config: dict, run_dir: str | Path, cpu_threads: Optional[int] = 1):
+    def __init__(self, task: str | Task, config: dict, run_dir: str | Path, cpu_threads: Optional[int] = None):
         self.task, self.config, self.run_dir = resolve_task(task), config, Path(run_dir).resolve()
         self.cpu_threads = cpu_threads
         self.process: Optional[subprocess.Popen] = None
@@ -58,10 +59,10 @@ class TrainingRun:
             raise RuntimeError("this run is already running")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "STOP").unlink(missing_ok=True)
+        if self.cpu_threads is not None:
+            self.config = {**self.config, "cpu_threads": self.cpu_threads}
         self.config_path.write_text(to_yaml(self.config))
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"}
-        if self.config["trainer"].get("accelerator") == "cpu" and self.cpu_threads:
-            env.update(OMP_NUM_THREADS=str(self.cpu_threads), MKL_NUM_THREADS=str(self.cpu_threads))
         self.lines = []
         self.started_at, self.ended_at = time.time(), None
         self.process = subprocess.Popen(

@@ -19,6 +19,7 @@ import torch
 from perceiver import tasks as registry
 from perceiver.model.core.presets import merge, preset_fields
 from perceiver.tasks import Task, drop_fields
+from perceiver.training.threads import set_cpu_threads
 
 
 def resolve_task(name: str | Task) -> Task:
@@ -52,6 +53,7 @@ SETTINGS: dict[str, tuple[Callable[[], Callable] | str, str]] = {
     "optimizer": (lambda: optimizer_class, "name"),
     "lr": (lambda: torch.optim.AdamW, "lr"),
     "seed": (_seed_everything, "seed"),
+    "cpu_threads": (lambda: set_cpu_threads, "cpu_threads"),
 }
 
 #: optimizers offered by name -> class path (the CLI resolves ``Lamb`` via ``perceiver.training.optim``)
@@ -175,6 +177,7 @@ def cli_config(task: str, config, settings: dict, run_dir: str | Path, extra: Op
                  **extra.get("data", {})}
     return {
         "seed_everything": settings["seed"],
+        "cpu_threads": settings.get("cpu_threads"),  # None: all usable cores
         "trainer": trainer,
         "model": {**model_cli_args(task, config), **extra.get("model", {})},
         "data": {"class_path": t.data.replace(":", "."), "init_args": data_args},

@@ -11,8 +11,9 @@ A task's script is two lines::
 
 from __future__ import annotations
 
+import sys
 import warnings
-from typing import Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jsonargparse
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -23,6 +24,7 @@ import perceiver.training.optim  # noqa: F401  (makes --optimizer=Lamb resolvabl
 from perceiver.training.callbacks import InterruptCheckpoint, RNGState
 from perceiver.tasks import Task, get
 from perceiver.training.schedulers import CosineWithWarmupLR
+from perceiver.training.threads import set_cpu_threads
 
 
 class TaskCLI(LightningCLI):
@@ -45,6 +47,7 @@ class TaskCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_function_arguments(set_cpu_threads, as_group=False)
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "{step}"})
         # every step's loss reaches the loggers (Lightning's default of 50 hides short runs entirely)
         parser.set_defaults({"trainer.log_every_n_steps": 1})
@@ -54,6 +57,9 @@ class TaskCLI(LightningCLI):
             for field in fields:
                 parser.link_arguments(f"data.{attr}", f"model.{field}", apply_on="instantiate")
         parser.set_defaults(self.defaults)
+
+    def before_instantiate_classes(self) -> None:
+        set_cpu_threads(self._get(self.config, "cpu_threads"))
 
     def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
@@ -100,10 +106,14 @@ def task_defaults(task: Task) -> dict:
     return defaults
 
 
-def task_main(task: str):
-    """The ``main(args=None)`` of a task's CLI script."""
+def task_main(task: str, commands: Optional[Mapping[str, Callable[[Sequence[str]], Any]]] = None):
+    """The ``main(args=None)`` of a task's CLI script. ``commands``: further subcommands besides Lightning's
+    (``fit``, ``validate``, ...), name -> function of the remaining arguments (e.g. the CLM's ``evaluate``)."""
 
     def main(args: Optional[Sequence[str]] = None, **kwargs):
+        argv = sys.argv[1:] if args is None else list(args)
+        if commands and argv and argv[0] in commands:
+            return commands[argv[0]](argv[1:])
         return TaskCLI(task, args=args, **kwargs)
 
     return main

@@ -3,7 +3,7 @@
 The workbench dashboard polls that directory, so training can run anywhere (a subprocess, DDP ranks, another
 machine with a shared disk) and the notebook only reads files. Layout of ``run_dir``::
 
-    env.json                  task, package versions, device, seed, git commit, command line
+    env.json                  task, package versions, device, torch threads, seed, git commit, command line
     config.resolved.yaml      the configuration the CLI resolved (copied from the logger's directory)
     metrics.jsonl             one JSON line per logged step: train_loss, lr, tokens_per_s, wall_s, ...
                               and one per validation: val_loss, val_bpb, ...
@@ -36,6 +36,8 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from perceiver.tasks import task_of
+from perceiver.training.threads import usable_cpus
+
 PACKAGES = ["perceiver", "torch", "pytorch-lightning", "transformers", "datasets", "numpy", "jsonargparse", "ipywidgets"]
 
 
@@ -271,5 +273,6 @@ def environment(trainer: Optional[pl.Trainer] = None) -> dict[str, Any]:
         "seed": os.environ.get("PL_GLOBAL_SEED"),
         "git": git,
         "argv": sys.argv,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(),  # of this (training) process
+        "usable_cpus": usable_cpus(),
     }

@@ -2,12 +2,15 @@
 
 Checks: the loss fell by at least ``LOSS_DROP`` nats; first/final losses match the committed reference figures
 (``reference/<task>.json``) within ``REL_TOL``; the executed notebook holds PNG outputs; the run directory is
-complete. CPU runs use one torch thread (``widgets.runner``), so the losses are reproducible exactly on one machine;
-the tolerance absorbs other CPUs and torch builds. Refresh the references with ``PERCEIVER_UPDATE_REFERENCE=1``.
+complete; the report cells print held-out bits per byte (CLM) and masked-byte accuracy (MLM). CPU runs are pinned to
+one CPU device and one torch thread (``cpu_threads``), so the losses are reproducible exactly on one machine whatever
+its core count; the tolerance absorbs other CPUs and torch builds. Refresh the references with
+``PERCEIVER_UPDATE_REFERENCE=1``.
 """
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = Path(__file__).parent / "reference"
 LOSS_DROP = 1.0  # nats between the first and the final training loss
 REL_TOL = 0.02
-TINY = {"max_steps": 20, "max_seq_len": 128, "batch_size": 8, "seed": 0, "devices": -1}
+TINY = {"max_steps": 20, "max_seq_len": 128, "batch_size": 8, "seed": 0, "devices": -1, "cpu_threads": 1}
 RUN_FILES = ["config.yaml", "config.resolved.yaml", "metrics.json", "metrics.jsonl", "env.json", "train.log",
              "plots/curves.png", "plots/attention.png", "checkpoints/final.ckpt", "samples.jsonl"]
 
@@ -79,6 +82,7 @@ def test_training_notebook(runs, task):
         assert "val_bpb" in m["final"] and "train_bpb" in m["train"]
     env = json.loads((run / "env.json").read_text())
     assert env["packages"]["torch"] and env["device"] and "commit" in env["git"] and env["seed"] == "0"
+    assert env["torch_threads"] == TINY["cpu_threads"]
 
     figures = {"first_train_loss": first, "final_train_loss": final, "final_val_loss": m["final"]["val_loss"]}
     ref_path = REFERENCE / f"{task}.json"
@@ -94,6 +98,11 @@ def test_training_notebook(runs, task):
     text = text_outputs(out)
     assert "No GPU found; training on 1 CPU device." in text or "GPU" in text
     assert "[journal] step" in text and "sample at step" in text
+    if task == "clm":
+        assert re.search(r"validation split: \d\.\d+ bits per byte", text)
+        assert re.search(r"held-out news: \d\.\d+ bits per byte", text) and "sample: The history of" in text
+    else:
+        assert re.search(r"validation split: masked-byte accuracy \d+\.\d%", text) and "\n-> " in text
 
 
 def test_generate_notebook(runs):
