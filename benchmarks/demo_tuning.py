@@ -199,6 +199,8 @@ def evaluate(task: str, lit, data, args) -> dict:
 
 
 def cmd_train(args, cands: dict) -> None:
+    import torch
+
     for name, cand in cands.items():
         steps = args.steps
         if args.budget:
@@ -223,6 +225,22 @@ def cmd_train(args, cands: dict) -> None:
         print(f"{name}: {steps} steps, {cpu:.0f} CPU-s ({cpu / steps * 1e3:.0f} ms/step), {metric}, "
               f"load {rec['load'][0]:.2f}\n  sample: {rec['sample']!r}", flush=True)
         append(args.out, rec)
+        if args.save_dir:
+            Path(args.save_dir).mkdir(parents=True, exist_ok=True)
+            torch.save({"cand": cand, "state_dict": lit.state_dict(), "hparams": dict(lit.hparams)},
+                       Path(args.save_dir) / f"{name}.pt")
+
+
+def cmd_table(args, cands: dict) -> None:
+    """Markdown rows of the ``train`` records in ``--out`` (the candidates named, or all)."""
+    rows = [json.loads(line) for line in Path(args.out).read_text().splitlines() if line.strip()]
+    for r in rows:
+        if r["mode"] != "train" or r["task"] != args.task or (cands and r["name"] not in cands):
+            continue
+        metric = (f"{r['val_bpb']:.3f} | {r['heldout_bpb']:.3f}" if "val_bpb" in r else
+                  f"{r['val_masked_accuracy']:.1%} | {r['val_loss']:.3f}")
+        print(f"| {r['name']} | `{json.dumps(r['cand'])}` | {r['params'] / 1e6:.2f}M | {r['steps']} | "
+              f"{r['cpu_s_step'] * 1e3:.0f} | {r['load'][0]:.1f} | {metric} |")
 
 
 def append(path: str, rec: dict) -> None:
@@ -232,8 +250,8 @@ def append(path: str, rec: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["speed", "train"])
-    ap.add_argument("candidates", nargs="+", help="name=JSON overrides; the first is the reference of 'speed'")
+    ap.add_argument("mode", choices=["speed", "train", "table"])
+    ap.add_argument("candidates", nargs="*", help="name=JSON overrides; the first is the reference of 'speed'")
     ap.add_argument("--task", default="clm")
     ap.add_argument("--preset", default="tiny CPU")
     ap.add_argument("--threads", type=int, default=1)
@@ -243,12 +261,13 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=None, help="train: CPU seconds (one thread) instead of --steps")
     ap.add_argument("--heldout_bytes", type=int, default=65536)
     ap.add_argument("--out", default="benchmarks/results/demo_tuning.jsonl")
-    args = ap.parse_args()
+    ap.add_argument("--save_dir", default=None, help="train: save each trained model here (<name>.pt)")
+    args = ap.parse_intermixed_args()
     import torch
 
     torch.set_num_threads(args.threads)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    (cmd_speed if args.mode == "speed" else cmd_train)(args, parse_candidates(args.candidates))
+    {"speed": cmd_speed, "train": cmd_train, "table": cmd_table}[args.mode](args, parse_candidates(args.candidates))
 
 
 if __name__ == "__main__":
