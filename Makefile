@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install install-browser demo test test-fast benchmark clean
+.PHONY: install install-browser demo test test-fast benchmark strip-notebooks clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ install-browser:
 demo: install
 	mkdir -p runs
 	$(PY) -m papermill notebooks/train_clm.ipynb runs/train_clm.ipynb
-	@echo "executed notebook: runs/train_clm.ipynb, run directory: runs/train_clm/"
+	@echo "executed notebook: runs/train_clm.ipynb, run directory: the newest one in runs/clm/"
+
+# Notebooks are committed without outputs (tests/workbench/test_notebooks_clean.py checks it): run this before
+# committing a notebook that JupyterLab has saved with outputs.
+strip-notebooks:
+	$(PY) -m nbstripout --keep-id notebooks/*.ipynb
 
 test: install install-browser
 	$(PY) -m pytest -q

@@ -5,8 +5,9 @@ grouped by the source line that allocated it, next to the peak RSS.
     cd /tmp && <repo>/benchmarks/.venv-perceiver-io/bin/python -P <repo>/benchmarks/memory_peak.py --lib pio ...
 
 Peak RSS = live heap + the libraries' code and data (~150 MB of torch, MKL, oneDNN) + what the allocator holds but
-does not use (freed blocks inside glibc's heap). Uses the case definitions of ``benchmarks/worker.py`` and needs
-``memray`` (in the ``benchmarks`` extra; ``setup_perceiver_io.sh`` installs it into perceiver-io's venv).
+does not use (freed blocks inside glibc's heap). Uses the case definitions of ``benchmarks/worker.py`` (``--lib pio``
+needs ``--model-config "$(.venv/bin/python benchmarks/cases.py <case>)"``) and needs ``memray`` (in the ``benchmarks``
+extra; ``setup_perceiver_io.sh`` installs it into perceiver-io's venv).
 """
 
 import argparse
@@ -34,7 +35,7 @@ def main():
     torch.set_num_threads(2)
     out = Path(tempfile.mkdtemp()) / "trace.bin"
     with memray.Tracker(out):
-        step, _ = worker.make_step(args.lib, worker.CASES[args.case], args.precision)
+        step, _ = worker.make_step(args.lib, worker.CASES[args.case], args.precision, args.model_config)
         for _ in range(args.steps):
             step()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

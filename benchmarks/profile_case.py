@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/profile_case.py --case clm_train_b4_s1024 --precision bf16-mixed
     cd /tmp && <repo>/benchmarks/.venv-perceiver-io/bin/python -P <repo>/benchmarks/profile_case.py --lib pio ...
 
-Uses the case definitions of ``benchmarks/worker.py`` (same models, inputs and steps).
+Uses the case definitions of ``benchmarks/worker.py`` (same models, inputs and steps); ``--lib pio`` needs the case's
+model config: ``--model-config "$(.venv/bin/python benchmarks/cases.py <case>)"``.
 """
 
 import argparse
@@ -26,7 +27,7 @@ def main():
     p.add_argument("--no-warmup", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    step, _ = worker.make_step(args.lib, worker.CASES[args.case], args.precision)
+    step, _ = worker.make_step(args.lib, worker.CASES[args.case], args.precision, args.model_config)
     if not args.no_warmup:
         step()
     with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:

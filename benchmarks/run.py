@@ -27,6 +27,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from cases import CASES, model_config  # noqa: E402
 WORKER = HERE / "worker.py"
 PIO_PYTHON = HERE / ".venv-perceiver-io" / "bin" / "python"
 
@@ -64,7 +66,8 @@ def run_worker(lib: str, case: str, precision: str, args, count_flops: bool) -> 
     reps = args.reps if args.reps is not None else (1 if args.quick or args.smoke or precision != "fp32" else 3)
     warmup = args.warmup if args.warmup is not None else (0 if args.smoke else 1)
     cmd = ["--lib", lib, "--case", case, "--precision", precision, "--reps", str(reps), "--warmup", str(warmup),
-           "--threads", str(args.threads)] + (["--count-flops"] if count_flops else [])
+           "--threads", str(args.threads), "--model-config", json.dumps(model_config(CASES[case]))]
+    cmd += ["--count-flops"] if count_flops else []
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     if lib == "pio":
         if not PIO_PYTHON.exists():

@@ -3,13 +3,15 @@
 Run by ``benchmarks/run.py``; standalone so that it works in three interpreters:
 
     ours:  .venv/bin/python benchmarks/worker.py --lib ours --case clm_train_b2_s4096 --precision fp32
-    pio:   cd /tmp && <repo>/benchmarks/.venv-perceiver-io/bin/python -P <repo>/benchmarks/worker.py --lib pio ...
+    pio:   cd /tmp && <repo>/benchmarks/.venv-perceiver-io/bin/python -P <repo>/benchmarks/worker.py --lib pio ... \
+               --model-config "$(<repo>/.venv/bin/python <repo>/benchmarks/cases.py <case>)"
     hf:    .venv/bin/python benchmarks/worker.py --lib hf --case mlm_s512 ...
 
 ``--lib pio`` imports perceiver-io 0.11.0 (also named ``perceiver``), so it must run with ``-P`` from a directory
-that does not hold our package. Everything a case needs (model config, inputs, loss, optimizer) is defined here, once,
-for all libraries. Peak memory is this process's own maximum RSS (``ru_maxrss``), which includes the model, the
-optimizer state and the interpreter; it is read after the timed repetitions.
+that does not hold our package. Everything a case needs (inputs, loss, optimizer) is defined here, once, for all
+libraries; its model config comes from our presets (``cases.py``). Peak memory is this process's own maximum RSS
+(``ru_maxrss``), which includes the model, the optimizer state and the interpreter; it is read after the timed
+repetitions.
 
 Precision: ``fp32``, or ``bf16-mixed`` = fp32 weights with ``torch.autocast("cpu", torch.bfloat16)`` around the
 forward pass and the loss (what Lightning's ``precision="bf16-mixed"`` does on CPU).
@@ -32,109 +34,60 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-# --- cases ----------------------------------------------------------------------------------------------------------
-# kind, batch, seq, latents (CLM) / None, and the model config overrides. CLM = the documented 30.6M config.
-CLM_30M = dict(vocab_size=262, max_seq_len=4096, max_latents=512, num_channels=512, num_heads=8,
-               num_self_attention_layers=8, num_self_attention_rotary_layers=1, self_attention_widening_factor=4,
-               cross_attention_widening_factor=4, cross_attention_dropout=0.5, post_attention_dropout=0.0,
-               residual_dropout=0.0, output_norm=False, output_bias=True, abs_pos_emb=True, init_scale=0.02)
-
-CASES = {
-    "clm_train_b2_s4096": dict(kind="clm_train", batch=2, seq=4096, latents=512),
-    "clm_train_b4_s1024": dict(kind="clm_train", batch=4, seq=1024, latents=256),
-    # the first case with the config field activation_checkpointing=True (perceiver-io 0.11.0's fails in its forward;
-    # run.py then compares with its plain run)
-    "clm_train_b2_s4096_ckpt": dict(kind="clm_train", batch=2, seq=4096, latents=512, checkpointing=True),
-    "mlm_s2048": dict(kind="mlm", batch=1, seq=2048),
-    "mlm_s512": dict(kind="mlm", batch=1, seq=512),
-    "gen_b1": dict(kind="gen", batch=1, seq=512, new=256),
-    "gen_b8": dict(kind="gen", batch=8, seq=512, new=256),
-    "long_8k": dict(kind="long", batch=1, seq=8192, latents=1024),
-    "long_16k": dict(kind="long", batch=1, seq=16384, latents=1024),
-    "long_32k": dict(kind="long", batch=1, seq=32768, latents=1024),
-    # tiny versions for the CI smoke run (seconds)
-    "smoke_clm": dict(kind="clm_train", batch=1, seq=128, latents=32, tiny=True),
-    "smoke_mlm": dict(kind="mlm", batch=1, seq=64, tiny=True),
-    "smoke_gen": dict(kind="gen", batch=1, seq=32, new=8, tiny=True),
-    "smoke_long": dict(kind="long", batch=1, seq=256, latents=32, tiny=True),
-}
-
-CLM_TINY = dict(CLM_30M, max_seq_len=256, max_latents=64, num_channels=64, num_heads=4, num_self_attention_layers=2)
+# the cases (kind, batch, seq, latents) and their model configs (from our presets) are in cases.py
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # cases.py, also under python -P
+from cases import CASES  # noqa: E402
 
 
-def clm_config(case: dict) -> dict:
-    if case.get("tiny"):
-        if case["kind"] == "long":
-            return dict(CLM_TINY, max_seq_len=case["seq"], max_latents=case["latents"], cross_attention_dropout=0.0)
-        return dict(CLM_TINY)
-    if case["kind"] == "long":
-        # the 30.6M model with a context of `seq` and 1024 latents; no prefix dropout, so every prefix position is
-        # attended (the hardest case for memory)
-        return dict(CLM_30M, max_seq_len=case["seq"], max_latents=case["latents"], cross_attention_dropout=0.0)
-    return dict(CLM_30M, activation_checkpointing=case.get("checkpointing", False))
+def case_model_config(lib: str, case: dict, given: str | None = None) -> dict:
+    """The model config of ``case``: ``given`` (JSON, what run.py passes), else computed from our presets, which
+    perceiver-io's interpreter cannot import."""
+    if given:
+        return json.loads(given)
+    if lib == "pio":
+        raise SystemExit("--lib pio needs --model-config: pass "
+                         "\"$(.venv/bin/python benchmarks/cases.py <case>)\" (run.py does this)")
+    from cases import model_config
 
-
-def mlm_sizes(tiny: bool) -> dict:
-    """The 201M deepmind/language-perceiver configuration (or a tiny one with the same structure)."""
-    if tiny:
-        return dict(d_model=32, d_latents=64, num_latents=16, layers=2, qk=32, v=64, dec_v=32, heads=4, max_seq_len=64)
-    return dict(d_model=768, d_latents=1280, num_latents=256, layers=26, qk=256, v=1280, dec_v=768, heads=8,
-                max_seq_len=2048)
+    return model_config(case)
 
 
 # --- model builders -------------------------------------------------------------------------------------------------
 
 
-def build_clm(lib: str, case: dict):
-    cfg = clm_config(case)
-    if lib == "ours":
-        from perceiver.model.text.clm import CausalLanguageModel, CausalLanguageModelConfig
-        return CausalLanguageModel(CausalLanguageModelConfig(**cfg))
+def build_clm(config: dict):
+    """Our CausalLanguageModel, or perceiver-io's under its interpreter (the same import path and field names)."""
     from perceiver.model.text.clm import CausalLanguageModel, CausalLanguageModelConfig
-    return CausalLanguageModel(CausalLanguageModelConfig(**cfg))
+    return CausalLanguageModel(CausalLanguageModelConfig(**config))
 
 
-def build_pio_clm_hf(case: dict):
+def build_pio_clm_hf(config: dict):
     from perceiver.model.text.clm import CausalLanguageModelConfig, PerceiverCausalLanguageModel
     from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModelConfig
-    config = PerceiverCausalLanguageModelConfig(CausalLanguageModelConfig(**clm_config(case)))
-    config.is_decoder = True
-    return PerceiverCausalLanguageModel(config)
+    hf_config = PerceiverCausalLanguageModelConfig(CausalLanguageModelConfig(**config))
+    hf_config.is_decoder = True
+    return PerceiverCausalLanguageModel(hf_config)
 
 
-def build_mlm(lib: str, case: dict):
-    s = mlm_sizes(case.get("tiny", False))
+def build_mlm(lib: str, config: dict):
+    enc, dec = config["encoder"], config["decoder"]
     if lib == "hf":
         import transformers
-        config = transformers.PerceiverConfig(
-            d_model=s["d_model"], d_latents=s["d_latents"], num_latents=s["num_latents"], num_blocks=1,
-            num_self_attends_per_block=s["layers"], num_self_attention_heads=s["heads"],
-            num_cross_attention_heads=s["heads"], qk_channels=s["qk"], v_channels=s["v"], vocab_size=262,
-            max_position_embeddings=s["max_seq_len"],
+        hf_config = transformers.PerceiverConfig(
+            d_model=enc["num_input_channels"], d_latents=config["num_latent_channels"],
+            num_latents=config["num_latents"], num_blocks=enc["num_self_attention_blocks"],
+            num_self_attends_per_block=enc["num_self_attention_layers_per_block"],
+            num_self_attention_heads=enc["num_self_attention_heads"],
+            num_cross_attention_heads=enc["num_cross_attention_heads"],
+            qk_channels=enc["num_self_attention_qk_channels"],
+            v_channels=enc["num_self_attention_v_channels"], vocab_size=enc["vocab_size"],
+            max_position_embeddings=enc["max_seq_len"],
         )
-        return transformers.PerceiverForMaskedLM(config)
-    if lib == "ours":
-        from perceiver.model.text.mlm import (MaskedLanguageModel, MaskedLanguageModelConfig, TextDecoderConfig,
-                                              TextEncoderConfig)
-    else:
-        from perceiver.model.text.mlm import (MaskedLanguageModel, MaskedLanguageModelConfig, TextDecoderConfig,
-                                              TextEncoderConfig)
-    encoder = TextEncoderConfig(
-        vocab_size=262, max_seq_len=s["max_seq_len"], num_input_channels=s["d_model"],
-        num_cross_attention_heads=s["heads"], num_cross_attention_qk_channels=s["qk"],
-        num_cross_attention_v_channels=s["v"], num_cross_attention_layers=1, cross_attention_widening_factor=1,
-        num_self_attention_heads=s["heads"], num_self_attention_qk_channels=s["qk"],
-        num_self_attention_v_channels=s["v"], num_self_attention_layers_per_block=s["layers"],
-        num_self_attention_blocks=1, first_self_attention_block_shared=True, self_attention_widening_factor=1,
-        dropout=0.1, init_scale=0.02,
-    )
-    decoder = TextDecoderConfig(
-        vocab_size=262, max_seq_len=s["max_seq_len"], num_cross_attention_heads=s["heads"],
-        num_cross_attention_qk_channels=s["qk"], num_cross_attention_v_channels=s["dec_v"],
-        cross_attention_widening_factor=1, cross_attention_residual=False, dropout=0.1, init_scale=0.02,
-    )
-    return MaskedLanguageModel(MaskedLanguageModelConfig(encoder, decoder, num_latents=s["num_latents"],
-                                                         num_latent_channels=s["d_latents"]))
+        return transformers.PerceiverForMaskedLM(hf_config)
+    from perceiver.model.text.mlm import (MaskedLanguageModel, MaskedLanguageModelConfig, TextDecoderConfig,
+                                          TextEncoderConfig)
+    rest = {k: v for k, v in config.items() if k not in ("encoder", "decoder")}
+    return MaskedLanguageModel(MaskedLanguageModelConfig(TextEncoderConfig(**enc), TextDecoderConfig(**dec), **rest))
 
 
 # --- steps ----------------------------------------------------------------------------------------------------------
@@ -153,15 +106,17 @@ def clm_logits(lib: str, model, x, prefix_len: int):
     return model(x, prefix_len=prefix_len).logits
 
 
-def make_step(lib: str, case: dict, precision: str):
-    """(step function, model, batch size in tokens or None). Each call of the step is one timed repetition."""
+def make_step(lib: str, case: dict, precision: str, model_config: str | None = None):
+    """(step function, model). Each call of the step is one timed repetition. ``model_config``: the case's model
+    config as JSON (see ``case_model_config``)."""
     import torch
     import torch.nn.functional as F
 
+    config = case_model_config(lib, case, model_config)
     torch.manual_seed(0)
     kind, b, n = case["kind"], case["batch"], case["seq"]
     if kind in ("clm_train", "long"):
-        model = build_clm(lib, case).train()
+        model = build_clm(config).train()
         x = torch.randint(0, 262, (b, n))
         labels = torch.randint(0, 262, (b, case["latents"]))
         prefix_len = n - case["latents"]
@@ -179,7 +134,7 @@ def make_step(lib: str, case: dict, precision: str):
         return step, model
 
     if kind == "mlm":
-        model = build_mlm(lib, case).train()
+        model = build_mlm(lib, config).train()
         x = torch.randint(0, 262, (b, n))
         labels = torch.randint(0, 262, (b, n))
 
@@ -200,13 +155,13 @@ def make_step(lib: str, case: dict, precision: str):
         g = torch.Generator().manual_seed(1)
         x = torch.randint(3, 262, (b, n), generator=g)
         if lib == "ours":
-            model = build_clm(lib, case).eval()
+            model = build_clm(config).eval()
 
             def step():
                 with torch.inference_mode(), autocast(precision):
                     step.out = model.generate(x, case["new"], num_latents=1, use_cache=True)
         else:
-            model = build_pio_clm_hf(case).eval()
+            model = build_pio_clm_hf(config).eval()
 
             def step():
                 with torch.inference_mode(), autocast(precision):
@@ -221,6 +176,8 @@ def add_case_arguments(p) -> None:
     p.add_argument("--lib", choices=["ours", "pio", "hf"], default="ours")
     p.add_argument("--case", choices=list(CASES), required=True)
     p.add_argument("--precision", choices=["fp32", "bf16-mixed"], default="fp32")
+    p.add_argument("--model-config", default=None,
+                   help="the case's model config as JSON (default: from our presets, benchmarks/cases.py)")
 
 
 # --- measurement ----------------------------------------------------------------------------------------------------
@@ -273,7 +230,7 @@ def main():
         assert "site-packages" not in perceiver.__file__ or "perceiver_io" not in perceiver.__file__
 
     case = CASES[args.case]
-    step, model = make_step(args.lib, case, args.precision)
+    step, model = make_step(args.lib, case, args.precision, args.model_config)
     result = dict(lib=args.lib, case=args.case, precision=args.precision, threads=args.threads,
                   torch=torch.__version__, params=sum(p.numel() for p in model.parameters()))
     if args.lib == "hf":

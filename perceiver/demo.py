@@ -27,6 +27,11 @@ def main():
     torch.manual_seed(0)
     model = documented_mlm(args.params).backend_model.eval()
     print(f"MaskedLanguageModel: {sum(p.numel() for p in model.parameters()):,} parameters")
+    if args.params is None:
+        print("weights: random (no --params), so the filled bytes are noise; this shows the API. For DeepMind's "
+              "weights: --params deepmind/language-perceiver (online) or a converted directory.")
+    else:
+        print(f"weights: {args.params}")
     print(f"input : {args.text}")
     print(f"filled: {fill_masks(model, load_tokenizer(), args.text)[0]}")
 

@@ -1,24 +1,33 @@
-"""Live dashboard of a run directory: loss curves, learning rate, throughput, attention maps and samples.
+"""Live dashboard of a run directory: status, loss curves, learning rate, throughput, attention maps, samples and
+the end of the log.
 
-Figures are drawn with Matplotlib's Agg canvas (no pyplot, no GUI backend) into PNG bytes and shown through IPython
-display handles. ``handle.update`` works from any thread while JupyterLab is open, and the last PNG stays in a
-notebook executed headless by papermill. Everything is read from files the run's ``RunJournal`` writes, so the
-dashboard works the same for a subprocess, DDP ranks or a finished run.
+Everything shown is read from the run directory (``status.json``, ``metrics.jsonl``, ``attention/``,
+``samples.jsonl``, ``train.log``), so the dashboard works the same for a subprocess, DDP ranks, a run started by
+another kernel or a finished run, and it survives a browser reload: its parts are widgets, whose state lives in the
+kernel, and a background thread keeps them current. Figures are drawn with Matplotlib's Agg canvas (no pyplot, no
+GUI backend) into PNG bytes.
 """
 
 from __future__ import annotations
 
+import html
 import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
+import ipywidgets as w
 from matplotlib.figure import Figure
 
-from perceiver.runs.figures import curves, png, read_jsonl
+from perceiver.runs import status as run_status
+from perceiver.runs.figures import curves, figures, png, read_jsonl
+from perceiver.runs.figures import save as save_figures
 from perceiver.tasks import Task, load_object
 
 __all__ = ["Dashboard", "png", "read_jsonl"]
+
+_STATE_COLORS = {"running": "#1565c0", "completed": "#2e7d32", "stopped": "#ef6c00", "failed": "#c62828"}
+_PRE = "white-space:pre-wrap;font-family:monospace;font-size:85%;margin:0"
 
 
 def run_state(run_dir: Path) -> tuple:
@@ -30,85 +39,179 @@ def run_state(run_dir: Path) -> tuple:
                         if p.is_file() and not p.name.startswith(".") and p.parent.name != "checkpoints"))
 
 
+class _Figure:
+    """An image (a Matplotlib figure) or HTML (another display object, e.g. an audio player), with a placeholder text
+    until there is something to show."""
+
+    def __init__(self, placeholder: str):
+        self.placeholder = placeholder
+        self.text = w.HTML(f"<i style='color:#888'>{html.escape(placeholder)}</i>")
+        self.image = w.Image(format="png", layout=w.Layout(display="none", max_width="100%"))
+        self.html = w.HTML(layout=w.Layout(display="none"))
+        self.widget = w.VBox([self.text, self.image, self.html])
+
+    def show(self, bundle: Optional[dict]) -> None:
+        """Show display data (``{"image/png": bytes}`` or ``{"text/html": ..., "text/plain": ...}``); None: the
+        placeholder."""
+        shown = self.text
+        if bundle is not None and "image/png" in bundle:
+            self.image.value, shown = bundle["image/png"], self.image
+        elif bundle is not None:
+            markup = bundle.get("text/html") or f"<pre style='{_PRE}'>{html.escape(bundle.get('text/plain', ''))}</pre>"
+            self.html.value, shown = markup, self.html
+        for part in (self.text, self.image, self.html):
+            part.layout.display = None if part is shown else "none"
+
+
 class Dashboard:
-    """Display handles for the plots, the latest sample and the log tail of ``run_dir``; ``refresh()`` redraws."""
+    """Widgets showing the run in ``run_dir`` (``attach`` switches runs and clears); ``refresh()`` redraws what
+    changed, ``follow()`` keeps refreshing in a background thread while the run runs."""
 
-    def __init__(self, run_dir: str | Path, task: Task, log_lines: int = 6):
-        self.run_dir, self.task, self.log_lines = Path(run_dir), task, log_lines
-        self.handles: dict = {}
-        self.lines: list[str] = []
+    def __init__(self, run_dir: Optional[str | Path], task: Task, log_lines: int = 8):
+        self.task, self.log_lines = task, log_lines
+        self.run_dir: Optional[Path] = None
+        self.status_html = w.HTML()
+        self.areas = {"curves": _Figure("loss curves appear here")}
+        self.areas.update({name: _Figure(f"{name.replace('_', ' ')} appears here") for name in self.figure_functions()})
+        self.sample = w.HTML()
+        self.log = w.HTML()
+        self.widget = w.VBox([self.status_html, *(a.widget for a in self.areas.values()), self.sample, self.log])
         self._drawn: dict[str, object] = {}
+        self._lock = threading.Lock()
         self.thread: Optional[threading.Thread] = None
+        self._follow_id = 0
+        self.attach(run_dir)
 
-    def show(self) -> "Dashboard":
-        """Create the display areas in the current cell's output (call from the cell, not from a callback)."""
-        from IPython.display import display
+    # --- which run ------------------------------------------------------------------------------------------------
 
-        areas = [("status", "training has not started"), ("curves", "loss curves appear here")]
-        areas += [(name, f"{name.replace('_', ' ')} appears here") for name in self.figure_functions()]
-        areas.append(("sample", "samples appear here"))
-        for name, text in areas:
-            self.handles[name] = display({"text/plain": text}, raw=True, display_id=True)
+    def attach(self, run_dir: Optional[str | Path]) -> "Dashboard":
+        """Show the run in ``run_dir`` (None: no run): everything of the previous run is cleared first."""
+        with self._lock:
+            self.run_dir = Path(run_dir) if run_dir is not None else None
+            self._drawn = {}
+            for area in self.areas.values():
+                area.show(None)
+            self.sample.value = self.log.value = ""
+        self.refresh()
         return self
 
-    def set_run_dir(self, run_dir: str | Path) -> None:
-        self.run_dir, self._drawn = Path(run_dir), {}
+    set_run_dir = attach
 
-    def _update(self, name: str, key: object, make: Callable[[], object]) -> None:
-        if self._drawn.get(name) == key or name not in self.handles:
-            return
-        obj = make()
-        if obj is not None:
-            self.handles[name].update(obj, raw=True)
-            self._drawn[name] = key
+    @property
+    def status(self) -> dict:
+        """The run's ``status.json`` (``perceiver.runs.status.read``; ``{}`` before the run writes one)."""
+        return run_status.read(self.run_dir) if self.run_dir is not None else {}
 
-    def status(self, text: str) -> None:
-        if "status" in self.handles:
-            self.handles["status"].update({"text/plain": text}, raw=True)
+    @property
+    def running(self) -> bool:
+        return self.status.get("status") == "running"
+
+    # --- drawing --------------------------------------------------------------------------------------------------
 
     def figure_functions(self) -> dict[str, Callable]:
         """The task's figures (``Task.figures``) by function name."""
         fns = [load_object(path) for path in self.task.figures]
         return {fn.__name__: fn for fn in fns}
 
-    def figures(self) -> dict[str, Figure]:
-        out = {"curves": curves(self.run_dir, self.task)}
-        out.update({name: fn(self.run_dir, self.task) for name, fn in self.figure_functions().items()})
-        return {name: fig for name, fig in out.items() if fig is not None}
+    def figures(self) -> dict[str, object]:
+        """The loss curves and the task's figures (``perceiver.runs.figures.figures``): Matplotlib figures, or any
+        IPython display object a task's figure function returns (e.g. ``IPython.display.Audio``)."""
+        return figures(self.run_dir, self.task) if self.run_dir is not None else {}
 
     def refresh(self) -> None:
-        records = read_jsonl(self.run_dir / "metrics.jsonl")
-        self._update("curves", len(records), lambda: _png(curves(self.run_dir, self.task)))
-        state = run_state(self.run_dir)
-        for name, fn in self.figure_functions().items():
-            self._update(name, state, lambda fn=fn: _png(fn(self.run_dir, self.task)))
-        samples = read_jsonl(self.run_dir / "samples.jsonl")
-        if samples:
-            s = samples[-1]
-            self._update("sample", s["step"], lambda: {"text/plain": f"sample at step {s['step']}:\n{s['text']}"})
+        """Redraw what changed in the run directory."""
+        with self._lock:
+            run_dir = self.run_dir
+            self.status_html.value = self.status_markup()
+            if run_dir is None:
+                return
+            records = read_jsonl(run_dir / "metrics.jsonl")
+            self._update("curves", len(records), lambda: curves(run_dir, self.task))
+            state = run_state(run_dir)
+            for name, fn in self.figure_functions().items():
+                self._update(name, state, lambda fn=fn: fn(run_dir, self.task))
+            samples = read_jsonl(run_dir / "samples.jsonl")
+            if samples:
+                s = samples[-1]
+                self.sample.value = (f"<b>sample at step {s['step']}</b><pre style='{_PRE}'>"
+                                     f"{html.escape(str(s['text']))}</pre>")
+            tail = self.log_tail()
+            self.log.value = f"<pre style='{_PRE};color:#555'>{html.escape(tail)}</pre>" if tail else ""
 
-    def save(self) -> dict[str, Path]:
-        """Write the final figures as ``plots/<name>.png`` in the run directory."""
-        out = {}
-        (self.run_dir / "plots").mkdir(parents=True, exist_ok=True)
-        for name, fig in self.figures().items():
-            path = self.run_dir / "plots" / f"{name}.png"
-            path.write_bytes(png(fig))
-            out[name] = path
+    def _update(self, name: str, key: object, make: Callable[[], object]) -> None:
+        if self._drawn.get(name) == key:
+            return
+        bundle = _bundle(make())
+        if bundle is not None:
+            self.areas[name].show(bundle)
+            self._drawn[name] = key
+
+    def log_tail(self) -> str:
+        path = self.run_dir / "train.log" if self.run_dir is not None else None
+        if path is None or not path.is_file():
+            return ""
+        from widgets.runner import NOISE
+
+        lines = [line for line in path.read_text(errors="replace").splitlines()
+                 if line.strip() and not any(n in line for n in NOISE)]
+        return "\n".join(lines[-self.log_lines:])
+
+    def describe(self, status: dict) -> str:
+        if not status and self.run_dir is not None and (self.run_dir / "train.log").exists():
+            return "starting (loading data and model)…"
+        return run_status.describe(status)
+
+    def status_text(self, run=None) -> str:
+        """The status in one line (and the error's last lines for a failed run), for headless output."""
+        if self.run_dir is None:
+            return "no run yet"
+        status = self.status
+        text = f"run {self.run_dir}: {self.describe(status)}"
+        if status.get("status") == "failed" and status.get("error_tail"):
+            text += "\n" + status["error_tail"]
+        return text
+
+    def status_markup(self) -> str:
+        if self.run_dir is None:
+            return "<i>no run yet: press Start</i>"
+        status = self.status
+        state = status.get("status")
+        color = _STATE_COLORS.get(state, "#555")
+        out = (f"<b style='color:{color}'>{html.escape(self.describe(status))}</b> "
+               f"<span style='color:#555'>— run <code>{html.escape(str(self.run_dir))}</code></span>")
+        if state == "failed" and status.get("error_tail"):
+            out += f"<pre style='{_PRE};color:#c62828'>{html.escape(status['error_tail'])}</pre>"
         return out
 
-    def follow(self, run, interval_s: float = 2.0, on_end: Optional[Callable[[], None]] = None) -> threading.Thread:
-        """Refresh in a background thread while ``run`` (a ``TrainingRun``) is running, then save the plots."""
+    def save(self) -> dict[str, Path]:
+        """Write the final figures as ``plots/<name>.png`` in the run directory (other display objects, such as
+        audio, as ``plots/<name>.html``; ``perceiver.runs.figures.save``)."""
+        return save_figures(self.run_dir, self.task) if self.run_dir is not None else {}
+
+    # --- following a run ------------------------------------------------------------------------------------------
+
+    def follow(self, run=None, interval_s: float = 2.0, on_end: Optional[Callable[[], None]] = None,
+               save: bool = True) -> threading.Thread:
+        """Refresh in a background thread while the run runs (``run``: its ``TrainingRun``, if this kernel started
+        it; otherwise its ``status.json`` says), then refresh once more, save the plots and call ``on_end``. Attaching
+        another run ends the thread."""
+        self._follow_id += 1
+        me, run_dir = self._follow_id, self.run_dir
+
+        def active() -> bool:
+            return self._follow_id == me and self.run_dir == run_dir
 
         def loop():
-            while run.running or run.process is None:
-                self.status(self.status_text(run))
+            while active() and (self.running if run is None else (run.running or run.process is None)):
                 self.refresh()
                 time.sleep(interval_s)
-            run.wait()
+            if run is not None:
+                run.wait()
+            if not active():
+                return
             self.refresh()
-            self.save()
-            self.status(self.status_text(run))
+            if save:
+                self.save()
             if on_end is not None:
                 on_end()
 
@@ -116,11 +219,13 @@ class Dashboard:
         self.thread.start()
         return self.thread
 
-    def status_text(self, run) -> str:
-        state = "running" if run.running else f"finished (exit code {run.returncode})"
-        tail = "\n".join(run.lines[-self.log_lines:])
-        return f"run {self.run_dir} — {state}\n{tail}"
 
-
-def _png(fig: Optional[Figure]) -> Optional[dict]:
-    return None if fig is None else {"image/png": png(fig)}
+def _bundle(obj) -> Optional[dict]:
+    """The display data of a figure function's result: PNG of a Figure, else the object's HTML (e.g. the player of
+    an ``IPython.display.Audio``); None for nothing to show."""
+    if obj is None:
+        return None
+    if isinstance(obj, Figure):
+        return {"image/png": png(obj)}
+    markup = obj._repr_html_() if hasattr(obj, "_repr_html_") else None
+    return {"text/plain": repr(obj), **({"text/html": markup} if markup else {})}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import inspect
+import re
 import typing
 from typing import Any, Callable, Iterable, Literal, Optional, Union
 
@@ -81,6 +82,34 @@ def literal_values(tp) -> Optional[list]:
     return None
 
 
+# --- help text: reStructuredText as docstrings write it ----------------------------------------------------------
+
+_ROLE = re.compile(r":[\w:.-]+:`~?([^`]+)`")  # :class:`~a.b.C`, :func:`f`, :paramref:`x`
+_LITERAL = re.compile(r"``(.+?)``")
+_INTERPRETED = re.compile(r"(?<![\w`])`([^`]+)`(?!`)")
+_STRONG = re.compile(r"\*\*(.+?)\*\*")
+_EMPHASIS = re.compile(r"(?<![\w*])\*([^*\s][^*]*)\*(?![\w*])")
+_LINK = re.compile(r"`([^`<]+?)\s*<(https?://[^>]+)>`_")
+
+
+def rst_to_html(text: str) -> str:
+    """The inline markup of a docstring as HTML: literals and roles as ``<code>`` (a role's target by its last
+    dotted part, as Sphinx shows ``~`` targets), strong, emphasis and links; everything else escaped."""
+    out = html.escape(text, quote=False)
+    out = _LINK.sub(lambda m: f"<a href='{m.group(2)}' target='_blank'>{m.group(1)}</a>", out)
+    out = _ROLE.sub(lambda m: f"<code>{m.group(1).rsplit('.', 1)[-1] if m.group(0).count('~') else m.group(1)}</code>",
+                    out)
+    out = _LITERAL.sub(r"<code>\1</code>", out)
+    out = _INTERPRETED.sub(r"<code>\1</code>", out)
+    out = _STRONG.sub(r"<b>\1</b>", out)
+    return _EMPHASIS.sub(r"<i>\1</i>", out)
+
+
+def rst_to_text(text: str) -> str:
+    """The same as plain text (tooltips)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", rst_to_html(text)))
+
+
 # --- one field ----------------------------------------------------------------------------------------------------
 
 
@@ -97,6 +126,12 @@ def parse_text(text: str, tp, optional: bool):
         return float(text)
     if tp is str:
         return text
+    if typing.get_origin(tp) is tuple:  # e.g. max_resolution: "224, 224" or "(224, 224)"
+        values = tuple(int(x) for x in text.strip("()[]").split(",") if x.strip())
+        args = typing.get_args(tp)
+        if len(args) != len(values) and not (len(args) == 2 and args[1] is Ellipsis):
+            raise ValueError(f"expected {len(args)} comma-separated integers")
+        return values
     for convert in (int, float):  # unions such as Trainer's devices: list[int] | str | int
         try:
             return convert(text)
@@ -119,9 +154,9 @@ class Field:
         self.name = name
         self.type, self.optional = _optional(tp)
         values = list(choices) if choices is not None else literal_values(tp)
-        if values is not None:
-            options = [(str(v), v) for v in values] + ([("None", None)] if self.optional and None not in values else [])
-            self.input = w.Dropdown(options=options)
+        if values is not None:  # given choices are the complete list; a Literal's optional None is offered
+            extra = [("None", None)] if choices is None and self.optional and None not in values else []
+            self.input = w.Dropdown(options=[(str(v), v) for v in dict.fromkeys(values)] + extra)
         elif self.type is bool and not self.optional:
             self.input = w.Checkbox(indent=False)
         elif self.type is int and not self.optional:
@@ -132,17 +167,18 @@ class Field:
             self.input = w.Text(placeholder="None" if self.optional else "")
         self.input.layout = w.Layout(width="180px")
         self.help = help
-        label = w.Label(name, tooltip=help, layout=w.Layout(width="260px"))
+        label = w.Label(name, tooltip=rst_to_text(help), layout=w.Layout(width="260px"))
         self.error = w.HTML()
         self.widget = w.VBox([
             w.HBox([label, self.input, self.error]),
-            w.HTML(f"<div style='{_HELP_STYLE};margin-left:264px'>{html.escape(help)}</div>") if help else w.HTML(),
+            w.HTML(f"<div style='{_HELP_STYLE};margin-left:264px'>{rst_to_html(help)}</div>") if help else w.HTML(),
         ])
         self.default = default
         self.reset()
 
     def reset(self) -> None:
-        if self.default is not MISSING:
+        options = getattr(self.input, "options", None)
+        if self.default is not MISSING and (options is None or self.default in [v for _, v in options]):
             self.set(self.default)
 
     @property
@@ -159,7 +195,8 @@ class Field:
 
     def set(self, value: Any) -> None:
         if self.text_input:
-            self.input.value = "" if value is None else ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            listed = isinstance(value, (list, tuple))
+            self.input.value = "" if value is None else ",".join(map(str, value)) if listed else str(value)
         else:
             self.input.value = value
 
@@ -259,15 +296,16 @@ class DataclassForm(Form):
 
 
 class SignatureForm(Form):
-    """A form for chosen parameters of functions or classes: ``{name: (owner, parameter name)}``."""
+    """A form for chosen parameters of functions or classes: ``{name: (owner, parameter name)}``; ``choices`` and
+    ``help`` replace a parameter's values and help text by name."""
 
     def __init__(self, spec: dict[str, tuple[Callable, str]], choices: Optional[dict[str, list]] = None,
-                 title: str = ""):
+                 title: str = "", help: Optional[dict[str, str]] = None):
         super().__init__(title)
-        choices = choices or {}
+        choices, own_help = choices or {}, help or {}
         for name, (owner, param_name) in spec.items():
             param = inspect.signature(owner).parameters[param_name]
             tp = typing.get_type_hints(owner.__init__ if inspect.isclass(owner) else owner).get(param_name, str)
             default = param.default if param.default is not inspect.Parameter.empty else MISSING
-            help = signature_docs(owner).get(param_name, "")
-            self.fields[name] = Field(name, tp, default, help, choices.get(name))
+            text = own_help.get(name) or signature_docs(owner).get(param_name, "")
+            self.fields[name] = Field(name, tp, default, text, choices.get(name))

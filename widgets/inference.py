@@ -10,16 +10,28 @@ import json
 import yaml
 
 from perceiver import tasks
+from perceiver.runs import paths
 from perceiver.runs.figures import attention_plot
 from perceiver.tasks import Task
 
 
+def find_run(run_dir: str | Path) -> Path:
+    """``run_dir`` if it is a run directory, else the latest run below it (``runs/clm`` -> its newest run);
+    relative paths are taken from the repository root (``perceiver.runs.paths``)."""
+    run = paths.latest_run(run_dir)
+    if run is None:
+        raise FileNotFoundError(f"no run in {paths.resolve(run_dir)}; train first (notebooks/train_*.ipynb, or "
+                                f"python -m perceiver.scripts.text.<task> fit)")
+    return run
+
+
 def run_task(run_dir: str | Path) -> Task:
-    """The task of a run: recorded in its ``env.json``, else the one whose Lightning module its ``config.yaml``
-    names."""
-    env = Path(run_dir, "env.json")
-    if env.is_file() and json.loads(env.read_text()).get("task"):
-        return tasks.get(json.loads(env.read_text())["task"])
+    """The task of a run: recorded in its ``env.json`` or ``status.json``, else the one whose Lightning module its
+    ``config.yaml`` names."""
+    for name in ("env.json", "status.json"):
+        path = Path(run_dir, name)
+        if path.is_file() and json.loads(path.read_text()).get("task"):
+            return tasks.get(json.loads(path.read_text())["task"])
     config = yaml.safe_load(Path(run_dir, "config.yaml").read_text())
     lit = (config.get("model") or {}).get("class_path")
     found = [t for t in tasks.tasks().values() if lit and t.lit.replace(":", ".") == lit]
@@ -41,7 +53,8 @@ def checkpoint_path(run_dir: str | Path) -> Path:
 
 
 def load_run(run_dir: str | Path, map_location: str = "cpu"):
-    """The Lightning module of a run, from its checkpoint, in eval mode."""
+    """The Lightning module of a run (or of the latest run below ``run_dir``), from its checkpoint, in eval mode."""
+    run_dir = find_run(run_dir)
     lit_class = run_task(run_dir).lit_class
     return lit_class.load_from_checkpoint(str(checkpoint_path(run_dir)), map_location=map_location).eval()
 

@@ -18,7 +18,9 @@ import torch
 
 from perceiver import tasks as registry
 from perceiver.model.core.presets import merge, preset_fields
+from perceiver.runs import paths
 from perceiver.tasks import Task, drop_fields
+from perceiver.training.devices import resolve_devices
 from perceiver.training.threads import set_cpu_threads
 
 
@@ -56,6 +58,24 @@ SETTINGS: dict[str, tuple[Callable[[], Callable] | str, str]] = {
     "cpu_threads": (lambda: set_cpu_threads, "cpu_threads"),
 }
 
+#: precisions offered (Lightning accepts each of them under several aliases: 32, "32", "32-true", ...)
+PRECISIONS = ["32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"]
+
+#: our own help where the owner's docstring would mislead in the workbench (Lightning's devices default is "auto"
+#: and its text speaks of Trainer internals; torch's lr help is about tensor learning rates)
+HELP = {
+    "devices": "-1: every GPU of the machine that trains (DDP for more than one), or one CPU device if it has none. "
+               "cpu: one CPU device, GPUs or not. Or a number of GPUs, or GPU indices such as 0,1. Exported as typed, "
+               "so the YAML file runs anywhere.",
+    "precision": "``32-true``: float32. ``bf16-mixed``: bfloat16 autocast (GPUs with bf16, recent CPUs). "
+                 "``16-mixed``: float16 autocast with loss scaling (GPUs). ``bf16-true``/``16-true``/``64-true``: "
+                 "parameters and computation in that type.",
+    "lr": "Learning rate of the optimizer; with the preset's warmup/cosine schedule, its peak value.",
+    "seed": "Seed of every random number generator (weights, data order, masks, dropout): two CPU runs with the "
+            "same seed and settings have the same losses.",
+    "max_steps": "Number of optimizer steps to train for.",
+}
+
 #: optimizers offered by name -> class path (the CLI resolves ``Lamb`` via ``perceiver.training.optim``)
 OPTIMIZERS = {
     "AdamW": "torch.optim.AdamW",
@@ -90,16 +110,18 @@ def setting_owners(t: str | Task) -> dict[str, tuple[Callable, str]]:
 # --- presets ------------------------------------------------------------------------------------------------------
 
 #: settings every workbench run starts from (before a preset): offline data, CPU-friendly loading
-BASE_SETTINGS = {"source": "sample", "devices": -1, "max_steps": 1000, "optimizer": "AdamW", "seed": 0}
-BASE_EXTRA = {"data": {"num_workers": 0}, "trainer": {"log_every_n_steps": 1, "enable_model_summary": False}}
+BASE_SETTINGS = {"source": "sample", "devices": -1, "precision": "32-true", "max_steps": 1000, "optimizer": "AdamW",
+                 "seed": 0}
+BASE_EXTRA = {"data": {"num_workers": 0}}
 
 
 def preset(t: str | Task, name: str) -> dict[str, dict[str, Any]]:
-    """The model fields, settings and extra CLI configuration of the workbench preset ``name`` of task ``t``."""
+    """The model fields, the settings the preset defines (only those) and the extra CLI configuration of the
+    workbench preset ``name`` of task ``t``."""
     t = resolve_task(t)
     p = t.run_preset(name)
     model = drop_fields(preset_fields(t.config_class, p.model), t.linked_fields)
-    return {"model": model, "settings": {**BASE_SETTINGS, **p.settings}, "extra": merge(BASE_EXTRA, p.extra)}
+    return {"model": model, "settings": dict(p.settings), "extra": merge(BASE_EXTRA, p.extra), "model_name": p.model}
 
 
 # --- model configs ------------------------------------------------------------------------------------------------
@@ -123,52 +145,60 @@ def format_count(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
 
 
+def compute_estimate(config, settings: dict) -> Optional[dict]:
+    """Training FLOPs per token and per step of ``config`` (its analytic ``flops``, for max_seq_len tokens per
+    example and the settings' batch size) and the step time at the matrix-product peak of one device that the
+    settings train on (``perceiver.training.compute.device_peak``: a GPU's datasheet value, else measured once per
+    process). None if the config has no ``flops``."""
+    from perceiver.training.compute import device_peak, precision_dtype
+
+    flops = getattr(config, "flops", None)
+    if flops is None:
+        return None
+    per_example = flops()
+    per_step = per_example.step(settings.get("batch_size") or 1)
+    resolved = resolve_devices(settings.get("devices", -1), log=lambda _: None)  # as the run will, on this machine
+    gpu = resolved["accelerator"] != "cpu" and torch.cuda.is_available()
+    peak = device_peak("cuda" if gpu else "cpu", precision_dtype(settings.get("precision")))
+    return {"per_token": per_example.per_token, "per_step": per_step, "peak": peak,
+            "step_s": per_step / peak.flops_per_s}
+
+
+def format_compute(estimate: Optional[dict]) -> str:
+    """`` · 1.55 MFLOP/token · 99.2 GFLOP/step · ≥ 47 ms/step at 2.1 TFLOP/s (...)`` (empty without an estimate)."""
+    from perceiver.training.compute import format_flops
+
+    if estimate is None:
+        return ""
+    s = estimate["step_s"]
+    step = f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
+    return (f" · {format_flops(estimate['per_token'])}/token · {format_flops(estimate['per_step'])}/step"
+            f" · ≥ {step}/step at {estimate['peak']}")
+
+
 def model_cli_args(t: str | Task, config) -> dict:
     """The ``model:`` section of the CLI config: config fields without the data-linked ones."""
     return drop_fields(dataclasses.asdict(config), resolve_task(t).linked_fields)
 
 
-# --- devices ------------------------------------------------------------------------------------------------------
-
-
-def resolve_devices(devices, precision: Optional[str] = None, log: Callable[[str], None] = print) -> dict:
-    """Trainer arguments for ``devices``: all GPUs for -1/"auto" when there are any (DDP for more than one),
-    otherwise one CPU device."""
-    n_gpu = torch.cuda.device_count()
-    if devices in (-1, "-1", "auto"):
-        if n_gpu == 0:
-            log("No GPU found; training on 1 CPU device.")
-            return {"accelerator": "cpu", "devices": 1, "strategy": "auto"}
-        log(f"Found {n_gpu} GPU(s); training on all of them" + (" with DDP." if n_gpu > 1 else "."))
-        return {"accelerator": "gpu", "devices": -1, "strategy": "ddp" if n_gpu > 1 else "auto"}
-    if n_gpu == 0:
-        if devices not in (1, "1", "cpu"):
-            log(f"No GPU found; devices={devices!r} becomes 1 CPU device.")
-        return {"accelerator": "cpu", "devices": 1, "strategy": "auto"}
-    count = len(devices) if isinstance(devices, list) else int(devices)
-    return {"accelerator": "gpu", "devices": devices, "strategy": "ddp" if count > 1 else "auto"}
-
-
 # --- the CLI configuration ----------------------------------------------------------------------------------------
 
 
-def cli_config(task: str, config, settings: dict, run_dir: str | Path, extra: Optional[dict] = None,
-               log: Callable[[str], None] = print) -> dict:
-    """The complete configuration for ``python -m <task.cli> fit --config <yaml>``."""
+def cli_config(task: str | Task, config, settings: dict, run_dir: str | Path = paths.DEFAULT_RUN_DIR,
+               extra: Optional[dict] = None) -> dict:
+    """The configuration for ``python -m <task.cli> fit --config <yaml>``: what the user chose, as typed. Devices
+    stay as chosen (``-1`` becomes one CPU device only where there is no GPU, when the run starts) and paths stay
+    relative (run paths to the repository root, see ``perceiver.runs.paths``), so the file runs on any machine.
+    ``extra["trainer"]`` takes any ``pytorch_lightning.Trainer`` argument (``logger: false``, a list of loggers,
+    ``enable_checkpointing: false``, ``callbacks``: added beside the CLI's own and the run journal),
+    ``extra["journal"]`` the run journal's arguments."""
     extra = extra or {}
-    run_dir = str(Path(run_dir).resolve())
     t = resolve_task(task)
     trainer = {
-        **resolve_devices(settings["devices"], settings.get("precision"), log),
+        "devices": settings["devices"],
         "precision": settings.get("precision"),
         "max_steps": settings["max_steps"],
         "check_val_every_n_epoch": None,  # validate every val_check_interval steps, across epochs
-        "enable_progress_bar": False,  # the journal prints compact progress lines instead
-        "default_root_dir": run_dir,
-        "logger": {"class_path": "pytorch_lightning.loggers.CSVLogger",
-                   "init_args": {"save_dir": run_dir, "name": "", "version": "logs"}},
-        "callbacks": [{"class_path": "perceiver.training.journal.RunJournal",
-                       "init_args": {"run_dir": run_dir, **extra.get("journal", {})}}],
         **extra.get("trainer", {}),
     }
     if isinstance(trainer.get("val_check_interval"), int) and trainer["val_check_interval"] > settings["max_steps"] > 0:
@@ -178,13 +208,31 @@ def cli_config(task: str, config, settings: dict, run_dir: str | Path, extra: Op
     return {
         "seed_everything": settings["seed"],
         "cpu_threads": settings.get("cpu_threads"),  # None: all usable cores
+        "run_dir": str(run_dir),
         "trainer": trainer,
         "model": {**model_cli_args(task, config), **extra.get("model", {})},
         "data": {"class_path": t.data.replace(":", "."), "init_args": data_args},
         "optimizer": {"class_path": OPTIMIZERS[settings["optimizer"]], "init_args": {"lr": settings["lr"]}},
-        "checkpoint": {"dirpath": str(Path(run_dir, "checkpoints"))},
-        **{k: v for k, v in extra.items() if k not in ("trainer", "data", "model", "journal")},
+        **{k: v for k, v in extra.items() if k not in ("trainer", "data", "model")},
     }
+
+
+def settings_from_cli_config(cfg: dict) -> dict:
+    """The workbench settings of a CLI configuration (a run's ``config.yaml``), for the form of an attached run."""
+    trainer, data = cfg.get("trainer") or {}, (cfg.get("data") or {}).get("init_args") or {}
+    optimizer = cfg.get("optimizer") or {}
+    names = {path: name for name, path in OPTIMIZERS.items()}
+    out = {k: data[k] for k in ("source", "max_seq_len", "batch_size") if k in data}
+    out.update({k: trainer[k] for k in ("devices", "precision", "max_steps") if trainer.get(k) is not None})
+    if optimizer.get("class_path") in names:
+        out["optimizer"] = names[optimizer["class_path"]]
+    if (optimizer.get("init_args") or {}).get("lr") is not None:
+        out["lr"] = optimizer["init_args"]["lr"]
+    if cfg.get("seed_everything") is not None:
+        out["seed"] = cfg["seed_everything"]
+    if "cpu_threads" in cfg:  # None (all usable cores) is a value of its own
+        out["cpu_threads"] = cfg["cpu_threads"]
+    return out
 
 
 def to_yaml(cfg: dict) -> str:

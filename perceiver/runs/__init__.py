@@ -1,6 +1,7 @@
-"""Run directories: what a training run leaves behind (written by ``perceiver.training.journal.RunJournal``), the
-registry that reads them into a DataFrame (``perceiver.runs.load(root)``), the figures of one run
-(``perceiver.runs.figures``) and comparison plots over runs (``perceiver.runs.compare``)."""
+"""Run directories: where runs live and the rules that keep them apart (``paths``), what a run is doing
+(``status``), the figures drawn from a run directory (``figures``), the registry that reads many run directories
+into a DataFrame (``perceiver.runs.load(root)``) and comparison plots over runs (``compare``). The files themselves
+are written by ``perceiver.training.journal.RunJournal``, whose docstring lists them."""
 
 
 def __getattr__(name):

@@ -1,8 +1,10 @@
 """Figures of one run directory, drawn with Matplotlib's Agg canvas (no pyplot, no GUI backend), so they work in a
 kernel thread, headless under papermill and in plain scripts.
 
-Every figure function takes the run directory (and the task where it needs it) and returns a ``Figure`` or None
-when there is nothing to draw yet. Tasks list theirs in ``Task.figures``; :func:`curves` is drawn for every task.
+Every figure function takes the run directory (and the task where it needs it) and returns a ``Figure`` (or another
+IPython display object, such as the ``Audio`` of ``perceiver.runs.music``) or None when there is nothing to draw yet.
+Tasks list theirs in ``Task.figures``; :func:`curves` is drawn for every task. :func:`save` writes them all as
+``plots/<name>.png`` (``.html`` for display objects), which every run does at its end.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -56,13 +58,15 @@ def curves(run_dir: Path, task) -> Optional[Figure]:
     for ax, (key, title) in zip(fig.subplots(1, len(panels)), panels):
         train_key = key if key in ("lr", "tokens_per_s") else f"train_{key}"
         points = [(r["step"], r[train_key]) for r in train if r.get(train_key) is not None]
-        if points:
-            ax.plot(*zip(*points), lw=1, label="train")
-        vals = [(r["step"], r[f"val_{key}"]) for r in val if f"val_{key}" in r]
+        if points:  # a single point is a marker (a line through one point would be invisible, its legend entry not)
+            ax.plot(*zip(*points), lw=1, marker="o" if len(points) == 1 else None, ms=3, label="train")
+        vals = [(r["step"], r[f"val_{key}"]) for r in val if r.get(f"val_{key}") is not None]
         if vals:
             ax.plot(*zip(*vals), "o-", label="validation")
         if points and vals:
             ax.legend(fontsize=8)
+        elif not points and not vals:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="#888")
         _style(ax, title)
     return fig
 
@@ -87,9 +91,45 @@ def attention_plot(weights: np.ndarray, labels: list[str], title: str, note: str
         every = max(1, -(-j // max_labels))
         ticks = list(range(0, j, every))
         ax.set_xticks(ticks, [labels[t] for t in ticks], fontsize=8, fontfamily="monospace")
-        ax.set_xlabel("key" + ("" if every == 1 else f" (one label per {every} of {j})"), fontsize=8)
+        ax.set_xlabel("key" + ("" if every == 1 else f" (every {ordinal(every)} of {j} labelled)"), fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
     return fig
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st, ..."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def figures(run_dir: Path, task) -> dict[str, Figure | Any]:
+    """:func:`curves` and the task's figures (``Task.figures``) of a run directory, by name; those with nothing to
+    draw yet are left out. A task's figure function returns a Matplotlib ``Figure`` or any IPython display object
+    with an HTML form (e.g. ``IPython.display.Audio``)."""
+    from perceiver.tasks import load_object
+
+    out = {"curves": curves(run_dir, task)}
+    for path in task.figures:
+        fn = load_object(path)
+        out[fn.__name__] = fn(run_dir, task)
+    return {name: fig for name, fig in out.items() if fig is not None}
+
+
+def save(run_dir: Path, task) -> dict[str, Path]:
+    """Write :func:`figures` as ``plots/<name>.png`` in the run directory (every run does at its end); other display
+    objects as ``plots/<name>.html`` (their ``_repr_html_``), objects without an HTML form not at all."""
+    out = {}
+    for name, fig in figures(run_dir, task).items():
+        if isinstance(fig, Figure):
+            path, data = Path(run_dir, "plots", f"{name}.png"), png(fig)
+        elif hasattr(fig, "_repr_html_"):
+            path, data = Path(run_dir, "plots", f"{name}.html"), fig._repr_html_().encode()
+        else:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        out[name] = path
+    return out
 
 
 def byte_attention(run_dir: Path, task=None) -> Optional[Figure]:

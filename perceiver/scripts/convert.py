@@ -5,10 +5,12 @@
 
 ``deepmind`` converts DeepMind's Perceiver IO language model (a Hub id, online, or a local directory saved by
 ``transformers.PerceiverForMaskedLM``). ``predecessor`` converts a perceiver-io 0.11 Hugging Face directory (local or a
-Hub id such as ``krasserm/perceiver-io-mlm``) or Lightning checkpoint, MLM or CLM (recognized by content).
+Hub id such as ``krasserm/perceiver-io-mlm``) or Lightning checkpoint, MLM, CLM or text classifier (recognized by
+content).
 
 The output directory holds ``config.json`` (nested ``model_config``), ``model.safetensors`` and the tokenizer; load it
-with ``PerceiverMaskedLanguageModel.from_pretrained`` / ``PerceiverCausalLanguageModel.from_pretrained`` or pass it as
+with ``PerceiverMaskedLanguageModel.from_pretrained`` / ``PerceiverCausalLanguageModel.from_pretrained`` /
+``PerceiverTextClassifier.from_pretrained`` or pass it as
 ``--model.params``. After writing, the output is loaded again and its logits are compared with the source model's
 (for ``deepmind``: the ``transformers`` model itself); the max abs difference is printed, and above ``--atol`` the
 command fails.
@@ -26,11 +28,14 @@ import torch
 
 from perceiver.hub import HubUnavailableError
 from perceiver.model.core.params import ParamsError
+from perceiver.model.text.classifier import predecessor as classifier_predecessor
+from perceiver.model.text.classifier.backend import TextClassifier
+from perceiver.model.text.classifier.huggingface import PerceiverTextClassifier
 from perceiver.model.text.clm.backend import CausalLanguageModel
 from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel
 from perceiver.model.text.mlm.convert import DEEPMIND_MODEL, load_deepmind_model
 from perceiver.model.text.mlm.huggingface import PerceiverMaskedLanguageModel
-from perceiver.model.text.predecessor import load_predecessor
+from perceiver.model.text.predecessor import load_predecessor as load_language_model
 from perceiver.model.text.tokenizer import BYTE_TOKENIZER, load_tokenizer
 
 
@@ -55,7 +60,16 @@ def logits_fn(model: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor], 
 
 
 def wrapper_class(model: torch.nn.Module):
+    if isinstance(model, TextClassifier):
+        return PerceiverTextClassifier
     return PerceiverCausalLanguageModel if isinstance(model, CausalLanguageModel) else PerceiverMaskedLanguageModel
+
+
+def load_predecessor(source: str, *args, **kwargs) -> torch.nn.Module:
+    """The backend model of a perceiver-io 0.11 text classifier, MLM or CLM, recognized by content."""
+    if classifier_predecessor.is_predecessor_classifier(source):
+        return classifier_predecessor.load_predecessor(source)
+    return load_language_model(source, *args, **kwargs)
 
 
 def save(model: torch.nn.Module, output_dir: str, tokenizer) -> None:
@@ -104,9 +118,11 @@ def convert_deepmind(source: str, output_dir: str, atol: float = 1e-4) -> float:
     return verify(reference, reload(PerceiverMaskedLanguageModel, output_dir), atol)
 
 
-def convert_predecessor(source: str, output_dir: str, tokenizer: str | None = None, atol: float = 1e-4) -> float:
-    """Convert a perceiver-io 0.11 HF directory, Hub id or Lightning checkpoint and verify the written model."""
-    model = load_predecessor(source)
+def convert_predecessor(source: str, output_dir: str, tokenizer: str | None = None, atol: float = 1e-4,
+                        strict: bool = True) -> float:
+    """Convert a perceiver-io 0.11 HF directory, Hub id or Lightning checkpoint and verify the written model
+    (``strict=False``: config keys 0.11 does not have are dropped with a warning instead of refused)."""
+    model = load_predecessor(source, strict)
     save(model, output_dir, load_tokenizer(tokenizer or source_tokenizer(source)))
     return verify(logits_fn(model), reload(wrapper_class(model), output_dir), atol)
 
@@ -122,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     pre.add_argument("output_dir")
     pre.add_argument("--tokenizer", default=None,
                      help=f"tokenizer to save (default: the source directory's, else {BYTE_TOKENIZER})")
+    pre.add_argument("--ignore-unknown-keys", action="store_true",
+                     help="drop config keys that perceiver-io 0.11 does not have (with a warning) instead of refusing")
     for p in (dm, pre):
         p.add_argument("--atol", type=float, default=1e-4, help="maximum abs logit difference accepted")
     args = parser.parse_args(argv)
@@ -129,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "deepmind":
             convert_deepmind(args.source, args.output_dir, args.atol)
         else:
-            convert_predecessor(args.source, args.output_dir, args.tokenizer, args.atol)
+            convert_predecessor(args.source, args.output_dir, args.tokenizer, args.atol, not args.ignore_unknown_keys)
     except (HubUnavailableError, ParamsError) as e:
         raise SystemExit(f"error: {e}") from None
     print(f"saved to {args.output_dir}")

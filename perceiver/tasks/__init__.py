@@ -17,8 +17,6 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any, Literal, Mapping, Optional
 
-from perceiver.model.core.presets import config_from_dict, merge, preset_fields
-
 
 def load_object(path: str) -> Any:
     """The object named ``"package.module:attribute"`` (or ``"package.module.attribute"``)."""
@@ -27,6 +25,13 @@ def load_object(path: str) -> Any:
     for part in attr.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+class NotFound(KeyError):
+    """An unknown task or preset name; the message lists the known ones (printed without KeyError's quotes)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -110,11 +115,15 @@ class Task:
 
     def model_defaults(self) -> dict:
         """Fields of the documented model preset without the data-linked ones: the CLI's ``model`` defaults."""
+        from perceiver.model.core.presets import preset_fields
+
         return drop_fields(preset_fields(self.config_class, self.model_preset), self.linked_fields)
 
     def build_config(self, values: Mapping[str, Any], data: Mapping[str, Any]):
         """The config dataclass from (nested) field values plus the linked values of the data module (``data``:
         attribute -> value, e.g. ``{"vocab_size": 262, "max_seq_len": 256}``). Raises ``ConfigError``."""
+        from perceiver.model.core.presets import config_from_dict, merge
+
         linked: dict = {}
         for attr, fields in self.links.items():
             for dotted in fields:
@@ -123,7 +132,7 @@ class Task:
 
     def run_preset(self, name: str) -> RunPreset:
         if name not in self.presets:
-            raise KeyError(f"task {self.name!r} has no preset {name!r}; presets: {', '.join(self.presets)}")
+            raise NotFound(f"task {self.name!r} has no preset {name!r}; presets: {', '.join(self.presets)}")
         return self.presets[name]
 
 
@@ -166,7 +175,7 @@ def get(name: str) -> Task:
     """The task called ``name`` (``KeyError`` listing the known tasks otherwise)."""
     known = tasks()
     if name not in known:
-        raise KeyError(f"unknown task {name!r}; tasks: {', '.join(known)}")
+        raise NotFound(f"unknown task {name!r}; tasks: {', '.join(known)}")
     return known[name]
 
 
@@ -186,4 +195,4 @@ def task_of(obj: object) -> Optional[Task]:
     return best
 
 
-__all__ = ["Metric", "RunPreset", "Task", "get", "load_object", "task_of", "tasks"]
+__all__ = ["Metric", "NotFound", "RunPreset", "Task", "get", "load_object", "task_of", "tasks"]

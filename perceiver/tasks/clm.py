@@ -36,6 +36,6 @@ TASK = Task(
     examples=(
         "python -m perceiver.scripts.text.clm fit --data.source=sample --data.max_seq_len=256 "
         "--model.num_channels=128 --model.max_latents=64 --trainer.max_steps=100",
-        "python -m perceiver.scripts.text.clm fit --config runs/train_clm/config.yaml",
+        "python -m perceiver.scripts.text.clm fit --config runs/clm/config.yaml --trainer.max_steps=1000",
     ),
 )

@@ -1,21 +1,37 @@
 """RunJournal: a callback that writes everything a run leaves behind into one run directory, while it trains.
 
-The workbench dashboard polls that directory, so training can run anywhere (a subprocess, DDP ranks, another
-machine with a shared disk) and the notebook only reads files. Layout of ``run_dir``::
+The workbench dashboard, the run registry and ``generate.ipynb`` read that directory, so training can run anywhere
+(a subprocess, DDP ranks, another machine with a shared disk) and readers only need the files. Every run leaves the
+same layout, whether started by the CLI (``python -m perceiver.scripts.text.clm fit``, which adds this callback),
+the workbench or papermill. ``run_dir`` is chosen by ``perceiver.runs.paths`` (default ``runs/<task>/<time>`` under
+the repository root)::
 
-    env.json                  task, package versions, device, torch threads, seed, git commit, command line
-    config.resolved.yaml      the configuration the CLI resolved (copied from the logger's directory)
-    metrics.jsonl             one JSON line per logged step: train_loss, lr, tokens_per_s, wall_s, ...
-                              and one per validation: val_loss, val_bpb, ...
-    metrics.json              summary (final and per-step values), rewritten at every validation and at the end
+    config.yaml               the configuration the CLI resolved (``fit --config <run_dir>/config.yaml`` repeats the
+                              run; add --overwrite=true to replace it, or --ckpt_path to resume it)
+    status.json               running | completed | stopped | failed, step, max_steps, the error's last lines,
+                              pid and host (``perceiver.runs.status``)
+    env.json                  task, run_dir, package versions, device, torch threads, seed, git commit, command line
+    metrics.jsonl             one JSON line per training step: step, train_loss, the task's train_* metrics, lr,
+                              tokens_per_s, wall_s and what other callbacks log (ComputeMonitor: cumulative tokens
+                              and flops, flops_per_s, mfu); and one per validation: step, val_loss, val_<metric>, ...
+    metrics.json              summary (status, final and per-step values; total tokens, flops and mean mfu),
+                              rewritten at every validation and at the end
+    samples.jsonl             validation samples (generated text or filled masks): step, text
     attention/step-<k>.npz    attention maps (H, I, J) of a fixed validation input, key labels and a title, if the
                               Lightning module provides them (``attention_maps``)
-    samples.jsonl             validation samples (generated text or filled masks) per step
-    checkpoints/final.ckpt    checkpoint at the end of training, also after Stop or Ctrl-C
+    records/<name>/step-<k>.npz  arrays of a validation for the task's figures (``validation_records``), e.g.
+                              the misclassified images of the image classifier
+    checkpoints/              last.ckpt and step=<k>.ckpt (ModelCheckpoint), final.ckpt (end of training, also after
+                              Stop), interrupted.ckpt (Ctrl-C, SIGTERM); none with enable_checkpointing=False
+    logs/                     the Lightning loggers' files (TensorBoard events, csv/metrics.csv, hparams.yaml)
+    plots/<figure>.png        the final figures (loss curves and the task's figures), at the end
+    train.log                 the process output (workbench and papermill runs)
     STOP                      created by the workbench's Stop button: training ends after the current step
 
-Losses in ``metrics.json`` depend only on the seed and the data, so two CPU runs with the same configuration give
-identical values; ``tokens_per_s`` and ``wall_s`` are measurements.
+A resumed run (``fit --ckpt_path`` with a checkpoint of this directory) continues the same files: records after the
+checkpoint's step are dropped, then appended again. Losses depend only on the seed and the data, so two CPU runs
+with the same configuration give identical values, and a resumed run the values of an uninterrupted one;
+``tokens_per_s`` and ``wall_s`` are measurements.
 """
 
 from __future__ import annotations
@@ -23,10 +39,11 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
+import socket
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Optional
 
@@ -34,11 +51,17 @@ import pytorch_lightning as pl
 import numpy as np
 import torch
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from perceiver.runs import status as run_status
+from perceiver.runs.paths import RunDirError
+from perceiver import tasks
 from perceiver.tasks import task_of
+from perceiver.training.compute import mean_mfu
 from perceiver.training.threads import usable_cpus
 
-PACKAGES = ["perceiver", "torch", "pytorch-lightning", "transformers", "datasets", "numpy", "jsonargparse", "ipywidgets"]
+PACKAGES = ["perceiver", "torch", "pytorch-lightning", "transformers", "datasets", "numpy", "jsonargparse",
+            "ipywidgets"]
 
 
 class RunJournal(Callback):
@@ -67,16 +90,23 @@ class RunJournal(Callback):
         self.stop_file_check = stop_file_check
         self.steps: list[dict[str, Any]] = []
         self.validations: list[dict[str, Any]] = []
-        self.status = "running"
-        self._t0 = self._t_last = 0.0
+        self.status, self.reason = "running", None
+        self._t0 = self._t_last = self._wall_offset = 0.0
         self._attention_input: Optional[dict] = None
         self._created = time.time()
+        self._task: Optional[str] = None
+        self._earlier_run = False
+        self._saved_at: Optional[int] = None
 
     # --- files ------------------------------------------------------------------------------------------------------
 
     @property
     def stop_path(self) -> Path:
         return self.run_dir / "STOP"
+
+    @property
+    def final_checkpoint(self) -> Path:
+        return self.run_dir / "checkpoints" / "final.ckpt"
 
     def _append(self, name: str, record: dict) -> None:
         with open(self.run_dir / name, "a") as f:
@@ -87,63 +117,103 @@ class RunJournal(Callback):
         tmp.write_text(json.dumps(obj, indent=1))
         os.replace(tmp, self.run_dir / name)  # readers never see a half-written file
 
+    def _status(self, trainer: pl.Trainer, **fields: Any) -> None:
+        run_status.write(self.run_dir, step=trainer.global_step, max_steps=trainer.max_steps, **fields)
+
     # --- Lightning hooks --------------------------------------------------------------------------------------------
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit" and trainer.is_global_zero:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            for name in ("metrics.jsonl", "samples.jsonl", "metrics.json"):
-                (self.run_dir / name).unlink(missing_ok=True)
-            shutil.rmtree(self.run_dir / "attention", ignore_errors=True)
-            if self.stop_path.exists() and self.stop_path.stat().st_mtime < self._created:
-                self.stop_path.unlink()  # left over from an earlier run; a Stop during startup is kept
+        if stage != "fit" or not trainer.is_global_zero:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # whether this is a resumed run is known at train start; until then nothing is written
+        self._earlier_run = (self.run_dir / "metrics.jsonl").exists()
+        if self.stop_path.exists() and self.stop_path.stat().st_mtime < self._created:
+            self.stop_path.unlink()  # left over from an earlier run; a Stop during startup is kept
+        task = task_of(pl_module)
+        self._task = task.name if task else None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step == 0 and self._earlier_run and trainer.is_global_zero:
+            raise RunDirError(self.run_dir, f"run directory {self.run_dir} holds an earlier run; give this run a new "
+                                            f"directory, or resume that run from one of its checkpoints (ckpt_path)")
+        self._earlier_run = False
         self._t0 = self._t_last = time.perf_counter()
-        self.steps, self.validations, self.status = [], [], "running"
+        self.steps, self.validations, self.status, self.reason = [], [], "running", None
+        if trainer.global_step > 0:  # resumed: keep what came before the checkpoint, on every rank
+            self._continue_from(trainer.global_step, write=trainer.is_global_zero)
         if not trainer.is_global_zero:
             return
-        task = task_of(pl_module)
-        self._write_json("env.json", {"task": task.name if task else None, **environment(trainer)})
-        saved = Path(trainer.log_dir or "", "config.yaml")
-        if saved.is_file():
-            shutil.copyfile(saved, self.run_dir / "config.resolved.yaml")
+        self._status(trainer, status="running", task=self._task, run_dir=str(self.run_dir), reason=None, error=None,
+                     error_tail=None, checkpoint=None, pid=os.getpid(), host=socket.gethostname(),
+                     **({} if trainer.global_step else {"started_at": time.time()}))
+        self._write_json("env.json", {"task": self._task, "run_dir": str(self.run_dir), **environment(trainer)})
         self._attention_input = self._fixed_input(trainer)
         n = sum(p.numel() for p in pl_module.parameters())
         print(f"[journal] {type(getattr(pl_module, 'model', pl_module)).__name__} with {n / 1e6:.2f}M parameters on "
-              f"{env_device(trainer)}; run directory {self.run_dir}", flush=True)
+              f"{env_device(trainer)}; run directory {self.run_dir}"
+              + (f"; resumed at step {trainer.global_step}" if trainer.global_step else ""), flush=True)
+
+    def _continue_from(self, step: int, write: bool) -> None:
+        """Keep the records up to ``step`` (those after it are redone by the resumed run)."""
+        records = _read_jsonl(self.run_dir / "metrics.jsonl")
+        kept = [r for r in records if r.get("step", 0) <= step]
+        self.steps = [r for r in kept if "train_loss" in r]
+        self.validations = [r for r in kept if "val_loss" in r]
+        self._wall_offset = self.steps[-1]["wall_s"] if self.steps else 0.0
+        if not write:
+            return
+        for name, records in (("metrics.jsonl", kept), ("samples.jsonl", _read_jsonl(self.run_dir / "samples.jsonl"))):
+            lines = "".join(json.dumps(r) + "\n" for r in records if r.get("step", 0) <= step)
+            (self.run_dir / f".{name}.tmp").write_text(lines)
+            os.replace(self.run_dir / f".{name}.tmp", self.run_dir / name)
+        arrays = [*(self.run_dir / "attention").glob("step-*.npz"), *(self.run_dir / "records").glob("*/step-*.npz")]
+        for path in arrays:
+            if int(path.stem.split("-")[1]) > step:
+                path.unlink()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         now = time.perf_counter()
         step = trainer.global_step
-        tokens = batch["input_ids"].numel() * trainer.world_size
+        count = getattr(pl_module, "batch_tokens", None)
+        tokens = (count(batch) if count is not None else batch["input_ids"].numel()) * trainer.world_size
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        record = {
-            "step": step,
-            "train_loss": float(loss.detach()),
+        record = {"step": step, "train_loss": float(loss.detach())}
+        # the task's own training metrics (train_bpb, train_masked_accuracy, ...), whatever the task logs
+        record.update({k: float(v) for k, v in trainer.callback_metrics.items()
+                       if k.startswith("train_") and k != "train_loss" and v.numel() == 1})
+        record.update({
             "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
             "tokens_per_s": tokens / max(now - self._t_last, 1e-9),
-            "wall_s": now - self._t0,
-        }
-        if "train_bpb" in trainer.callback_metrics:
-            record["train_bpb"] = float(trainer.callback_metrics["train_bpb"])
+            "wall_s": self._wall_offset + now - self._t0,
+        })
+        for key, value in trainer.callback_metrics.items():  # what other callbacks log (ComputeMonitor's tokens, ...)
+            if key not in record and not key.startswith(("val_", "test_")) and value.numel() == 1:
+                record[key] = float(value)
         self._t_last = now
         self.steps.append(record)
         if trainer.is_global_zero:
             self._append("metrics.jsonl", record)
             if self.progress_every and step % self.progress_every == 0:
+                mfu = f"  MFU {100 * record['mfu']:.1f}%" if "mfu" in record else ""
                 print(
                     f"[journal] step {step}/{trainer.max_steps}  loss {record['train_loss']:.4f}  "
-                    f"{record['tokens_per_s']:.0f} tokens/s  {record['wall_s']:.1f}s",
+                    f"{record['tokens_per_s']:.0f} tokens/s{mfu}  {record['wall_s']:.1f}s",
                     flush=True,
                 )
+                self._status(trainer, status="running")
             if self.attention_every and step % self.attention_every == 0:
                 self.write_attention(trainer, pl_module)
         if self.stop_file_check:
             stop = trainer.strategy.reduce_boolean_decision(self.stop_path.exists(), all=False)
             if stop and not trainer.should_stop:
+                # saved here, mid-epoch, where a resumed run continues exactly (a checkpoint saved after the loop
+                # ends would count the epoch as finished); a collective under DDP: every rank calls it
+                if trainer.checkpoint_callbacks:  # none if the user turned checkpointing off
+                    trainer.save_checkpoint(str(self.final_checkpoint))
+                    self._saved_at = step
                 trainer.should_stop = True
-                self.status = "stopped"
+                self.status, self.reason = "stopped", "STOP file"
                 if trainer.is_global_zero:
                     print(f"[journal] stop requested; ending after step {step}", flush=True)
 
@@ -159,29 +229,64 @@ class RunJournal(Callback):
         sample = getattr(pl_module, "last_sample", None)
         if sample is not None:
             self._append("samples.jsonl", {"step": trainer.global_step, "text": sample})
+        records = getattr(pl_module, "validation_records", None)
+        for name, arrays in (records() if records is not None else {}).items():
+            self._write_npz(self.run_dir / "records" / name / f"step-{trainer.global_step:06d}.npz", arrays)
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         print(f"[journal] validation at step {trainer.global_step}: {summary}", flush=True)
         self._write_json("metrics.json", self.summary())
+        self._status(trainer, status="running")
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._finish(trainer, pl_module, "stopped" if self.status == "stopped" else "completed")
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            # resumable from checkpoints/interrupted.ckpt (perceiver.training.callbacks.InterruptCheckpoint)
+            self.reason = "SIGTERM" if isinstance(exception, SIGTERMException) else "KeyboardInterrupt"
+            status, error = "stopped", {}
+        else:
+            text = "".join(traceback.format_exception(type(exception), exception, exception.__traceback__))
+            status, error = "failed", run_status.error_fields(text)
+        if self._earlier_run:  # failed before training, in a directory of another run: leave its files alone
+            return
         if trainer.state.stage == "train" or self.steps:
-            self._finish(trainer, pl_module, f"interrupted ({type(exception).__name__})", checkpoint=False)
+            self._finish(trainer, pl_module, status, checkpoint=False, **error)
+        elif trainer.is_global_zero and self.run_dir.is_dir():
+            self.status = status
+            self._status(trainer, status=status, reason=self.reason, **error)
 
     # --- pieces ---------------------------------------------------------------------------------------------------
 
-    def _finish(self, trainer, pl_module, status: str, checkpoint: bool = True) -> None:
+    def _finish(self, trainer, pl_module, status: str, checkpoint: bool = True, **error: str) -> None:
         self.status = status
-        if checkpoint:  # a collective under DDP: every rank calls it
-            trainer.save_checkpoint(str(self.run_dir / "checkpoints" / "final.ckpt"))
+        checkpoint = checkpoint and bool(trainer.checkpoint_callbacks)  # none if the user turned checkpointing off
+        if checkpoint and self._saved_at != trainer.global_step:  # a collective under DDP: every rank calls it
+            trainer.save_checkpoint(str(self.final_checkpoint))
         if not trainer.is_global_zero:
             return
         if self._attention_input is not None:
             self.write_attention(trainer, pl_module)
         self._write_json("metrics.json", self.summary())
+        self._save_figures()
+        saved = self._saved_at is not None  # where a stopped run resumes (perceiver.runs.paths.resume_checkpoint)
+        resume = {"checkpoint": str(self.final_checkpoint.relative_to(self.run_dir))} if saved else {}
+        self._status(trainer, status=status, reason=self.reason if status == "stopped" else None, **resume, **error)
         print(f"[journal] {status} at step {trainer.global_step}; metrics: {self.run_dir / 'metrics.json'}", flush=True)
+
+    def _save_figures(self) -> None:
+        """``plots/*.png`` (``perceiver.runs.figures``; skipped without Matplotlib, an optional dependency)."""
+        task = tasks.get(self._task) if self._task else None
+        if task is None:
+            return
+        try:
+            from perceiver.runs.figures import save
+        except ImportError:
+            return
+        try:
+            save(self.run_dir, task)
+        except Exception as e:  # a figure must never hide how the run ended
+            print(f"[journal] could not draw the figures: {type(e).__name__}: {e}", flush=True)
 
     def summary(self) -> dict[str, Any]:
         """Final and per-step values (the content of ``metrics.json``)."""
@@ -197,11 +302,12 @@ class RunJournal(Callback):
             "first_train_loss": steps[0]["train_loss"] if steps else None,
             "tokens_per_s": float(np.mean(speeds)) if speeds else None,
             "wall_s": steps[-1]["wall_s"] if steps else 0.0,
-            "train": {k: [s.get(k) for s in steps] for k in ("step", "train_loss", "train_bpb", "lr", "tokens_per_s")},
+            "train": {k: [s.get(k) for s in steps] for k in train_keys(steps)},
             "validation": vals,
         }
-        if not any(v is not None for v in out["train"]["train_bpb"]):
-            del out["train"]["train_bpb"]
+        if steps and "flops" in steps[-1]:  # compute accounting (perceiver.training.compute)
+            out.update(tokens=steps[-1]["tokens"], flops=steps[-1]["flops"],
+                       mfu=mean_mfu([s.get("mfu") for s in steps]))
         return out
 
     def _fixed_input(self, trainer: pl.Trainer) -> Optional[dict]:
@@ -228,14 +334,44 @@ class RunJournal(Callback):
         if maps is None:
             return None
         path = self.run_dir / "attention" / f"step-{trainer.global_step:06d}.npz"
+        extra = {k: v for k, v in maps.items() if k not in ("weights", "labels", "title")}  # e.g. the input image
+        self._write_npz(path, {"weights": maps["weights"].float().cpu().numpy().astype(np.float16),
+                               "labels": np.array(maps.get("labels", []), dtype=object),
+                               "title": maps.get("title", ""), "step": trainer.global_step, **extra})
+        return path
+
+    def _write_npz(self, path: Path, arrays: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(".tmp-" + path.name)
+        arrays = {k: numpy(v) if isinstance(v, torch.Tensor) else v for k, v in arrays.items()}
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, weights=maps["weights"].float().cpu().numpy().astype(np.float16),
-                                labels=np.array(maps.get("labels", []), dtype=object), title=maps.get("title", ""),
-                                step=trainer.global_step)
-        os.replace(tmp, path)
-        return path
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)  # readers never see a half-written file
+
+
+def numpy(t: torch.Tensor) -> np.ndarray:
+    t = t.detach().cpu()
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()  # numpy has no bfloat16
+
+
+def train_keys(steps: list[dict]) -> list[str]:
+    """The keys of the training records, in the order they first appear (step, train_loss, train_<metric>...)."""
+    keys: dict[str, None] = {}
+    for record in steps:
+        keys.update(dict.fromkeys(k for k in record if k != "wall_s"))
+    return list(keys)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill
+            pass
+    return out
 
 
 def env_device(trainer: pl.Trainer) -> str:

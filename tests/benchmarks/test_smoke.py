@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # trains a step in a subprocess
 def test_harness_smoke(tmp_path):
     out = tmp_path / "smoke.json"
     # ours only (the perceiver-io venv is absent in CI; with it, the full smoke adds a minute)

@@ -14,7 +14,7 @@ import pytest
 from perceiver.data.text import TextFilesDataModule, WikiTextDataModule
 from perceiver.data.text.preprocess import DocumentEncoder
 from perceiver.data.text.sample import load_sample_articles
-from perceiver.data.text.sources import load_local, load_sample, read_text_file
+from perceiver.data.text.sources import SourceError, load_local, load_sample, read_text_file
 from perceiver.model.text.tokenizer import load_tokenizer
 
 
@@ -105,7 +105,7 @@ def test_parquet_directory(tmp_path):
 
 def test_parquet_without_text_column(tmp_path):
     pq.write_table(pa.table({"content": ["x"]}), tmp_path / "bad.parquet")
-    with pytest.raises(ValueError, match=r"bad\.parquet has no \['text'\] column"):
+    with pytest.raises(SourceError, match=r"bad\.parquet: has no \['text'\] column"):
         load_local(str(tmp_path), valid_every=10)
 
 
@@ -122,11 +122,14 @@ def test_saved_dataset_directory(tmp_path):
     assert dm.manifest["splits"]["validation"] == {"num_tokens": 3, "num_documents": 1}
 
 
-def test_non_utf8_bytes_are_replaced_and_counted(tmp_path, caplog):
+def test_non_utf8_bytes_are_refused_or_replaced_and_counted(tmp_path, caplog):
     path = tmp_path / "latin1.txt"
     path.write_bytes("café naïve ok".encode("latin-1"))
+    first_bad = r"latin1.txt: is not valid UTF-8 \(2 undecodable byte\(s\), the first at byte offset 3\)"
+    with pytest.raises(SourceError, match=first_bad):
+        read_text_file(path)
     with caplog.at_level(logging.WARNING):
-        text = read_text_file(path)
+        text = read_text_file(path, errors="replace")
     assert text == "caf\ufffd na\ufffdve ok"
     assert "latin1.txt: 2 byte(s) are not valid UTF-8" in caplog.text
 
@@ -134,7 +137,7 @@ def test_non_utf8_bytes_are_replaced_and_counted(tmp_path, caplog):
 def test_empty_directory_error(tmp_path):
     (tmp_path / "empty").mkdir()
     dm = TextFilesDataModule(source=str(tmp_path / "empty"), dataset_dir=str(tmp_path / "d"), max_seq_len=8)
-    with pytest.raises(ValueError, match="no .txt or .parquet files found in .*empty"):
+    with pytest.raises(SourceError, match="empty: holds no .txt or .parquet files"):
         dm.setup()
 
 
@@ -175,3 +178,23 @@ def test_clf_labels_from_directory_names(tmp_path):
     for ids, label in zip(batch["input_ids"], batch["labels"]):
         assert bytes((ids[:3] - 6).tolist()) == [b"neg", b"pos"][label]
     assert np.all(batch["pad_mask"].numpy() == False)
+
+
+def test_check_source_before_reading_anything(tmp_path, monkeypatch):
+    """``check_source`` (what the workbench form calls while you type) names the field and says what to give."""
+    from perceiver.model.core.config import ConfigError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for source in ("sample", "hub", str(tmp_path)):
+        WikiTextDataModule(source=source, task="clm").check_source()
+    _write(tmp_path / "file.txt", b"text")
+    for source, message in ((str(tmp_path / "nope"), "does not exist"), (str(tmp_path / "file.txt"), "not a directory")):
+        with pytest.raises(ConfigError, match=message) as e:
+            TextFilesDataModule(source=source).check_source()
+        assert e.value.field == "source"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE=1 is set; use 'sample'") as e:
+        WikiTextDataModule(source="hub", task="clm").check_source()
+    assert e.value.field == "source"

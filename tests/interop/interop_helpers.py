@@ -7,8 +7,9 @@ import os
 
 from safetensors.torch import load_file
 
+from configs import clm_config, mlm_config
 from perceiver.model.text.clm.backend import CausalLanguageModelConfig
-from perceiver.model.text.mlm.backend import MaskedLanguageModelConfig, TextDecoderConfig, TextEncoderConfig
+from perceiver.model.text.mlm.backend import MaskedLanguageModelConfig
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "predecessor")
 
@@ -27,15 +28,17 @@ def read_json(path) -> dict:
         return json.load(f)
 
 
-def tiny_mlm_config(max_seq_len: int = 48) -> MaskedLanguageModelConfig:
-    return MaskedLanguageModelConfig(
-        TextEncoderConfig(vocab_size=262, max_seq_len=max_seq_len, num_input_channels=32, num_cross_attention_heads=4,
-                          num_self_attention_heads=4, num_self_attention_layers_per_block=2, init_scale=0.2),
-        TextDecoderConfig(vocab_size=262, max_seq_len=max_seq_len, num_cross_attention_heads=4, init_scale=0.2),
-        num_latents=8, num_latent_channels=32,
+def tiny_mlm_config(max_seq_len: int = 48, num_output_query_channels=None) -> MaskedLanguageModelConfig:
+    """The small MLM of ``tests/configs.py`` with 4 heads, 2 layers and large initial weights (logits far apart)."""
+    return mlm_config(
+        encoder=dict(max_seq_len=max_seq_len, num_cross_attention_heads=4, num_self_attention_heads=4,
+                     num_self_attention_layers_per_block=2, init_scale=0.2),
+        decoder=dict(max_seq_len=max_seq_len, num_cross_attention_heads=4, init_scale=0.2,
+                     num_output_query_channels=num_output_query_channels),
     )
 
 
 def tiny_clm_config() -> CausalLanguageModelConfig:
-    return CausalLanguageModelConfig(vocab_size=262, max_seq_len=24, max_latents=8, num_channels=32, num_heads=4,
-                                     num_self_attention_layers=2, init_scale=0.5)
+    """The small CLM of ``tests/configs.py`` with a short context, 4 heads, 2 layers and large initial weights."""
+    return clm_config(max_seq_len=24, max_latents=8, num_heads=4, num_self_attention_layers=2, init_scale=0.5,
+                      cross_attention_dropout=0.5)

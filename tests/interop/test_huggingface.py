@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import subprocess
 import sys
 
@@ -10,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from interop_helpers import read_json, tiny_clm_config, tiny_mlm_config
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PerceiverTokenizer, pipeline
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, PerceiverTokenizer, pipeline
 
 from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel, PerceiverCausalLanguageModelConfig
 from perceiver.model.text.clm.lightning import LitCausalLanguageModel
@@ -150,6 +152,86 @@ def test_peft_lora_trains(clm):
     assert losses[-1] < losses[0]
 
 
+# --- input embeddings: resize_token_embeddings, enable_input_require_grads, gradient checkpointing -----------------
+
+
+def untied_mlm():
+    config = PerceiverMaskedLanguageModelConfig(model_config=tiny_mlm_config(num_output_query_channels=16))
+    return PerceiverMaskedLanguageModel(config).eval()
+
+
+@pytest.fixture(params=["clm", "mlm", "mlm-untied"])
+def wrapped(request, clm, mlm):
+    return {"clm": clm, "mlm": mlm, "mlm-untied": None}[request.param] or untied_mlm()
+
+
+def logits(model, x):
+    return model(x).logits
+
+
+@pytest.mark.parametrize("new_size", [270, 200])
+@torch.no_grad()
+def test_resize_token_embeddings(wrapped, new_size, tmp_path):
+    x = torch.randint(6, 200, (2, 20))
+    before = logits(wrapped, x)
+    embedding = wrapped.resize_token_embeddings(new_size)
+    assert embedding is wrapped.get_input_embeddings() and embedding.weight.shape[0] == new_size
+    after = logits(wrapped, x)
+    n = min(new_size, 262)
+    assert after.shape[-1] == new_size and torch.equal(after[..., :n], before[..., :n])  # old tokens unchanged
+    backend = wrapped.backend_model
+    assert backend.config.vocab_size == wrapped.config.backend_config.vocab_size == new_size
+    output = getattr(backend, "output_adapter", None) or backend.decoder.output_adapter
+    if wrapped.get_output_embeddings() is None:  # tied: one weight, so a change of the embedding moves the logits
+        assert output._embedding[0] is embedding
+        embedding.weight[5] += 1.0
+        assert not torch.equal(logits(wrapped, x)[..., 5], after[..., 5])
+    else:
+        assert wrapped.get_output_embeddings().weight.shape[0] == new_size
+    new_ids = torch.full((1, 8), new_size - 1)  # the last id of the new vocabulary
+    assert logits(wrapped, new_ids).shape[-1] == new_size
+    wrapped.save_pretrained(tmp_path)  # the saved config has the new vocabulary
+    loaded = type(wrapped).from_pretrained(tmp_path).eval()
+    assert torch.equal(logits(loaded, x), logits(wrapped, x))
+
+
+@torch.no_grad()
+def test_resized_clm_generates_new_tokens(clm):
+    clm.resize_token_embeddings(263)
+    clm.backend_model.output_adapter.bias[262] = 1e4  # make the new token the certain next one
+    out = clm.generate(torch.randint(6, 262, (2, 5)), max_new_tokens=3)
+    assert out.shape == (2, 8) and (out[:, 5:] == 262).all()
+
+
+def test_peft_lora_with_gradient_checkpointing(wrapped):
+    """PEFT's path: gradient checkpointing (which calls enable_input_require_grads), then LoRA adapters; the layers
+    are recomputed in the backward pass and the adapters' gradients equal those without checkpointing."""
+    from peft import LoraConfig, get_peft_model
+
+    x = torch.randint(6, 262, (2, 16))
+    labels = x if isinstance(wrapped, PerceiverCausalLanguageModel) else x.masked_fill(x % 3 != 0, -100)
+    targets = ["q_proj", "v_proj", "fc1"]
+    torch.manual_seed(1)
+    plain = get_peft_model(copy.deepcopy(wrapped), LoraConfig(target_modules=targets, r=4, init_lora_weights=False))
+    torch.manual_seed(1)
+    wrapped.activation_checkpointing_enable()  # transformers 5 name of gradient_checkpointing_enable
+    model = get_peft_model(wrapped, LoraConfig(target_modules=targets, r=4, init_lora_weights=False))
+    layer = next(m for n, m in model.named_modules() if n.endswith("layers.0"))
+    calls = []
+    layer.register_forward_pre_hook(lambda *args: calls.append(1))
+    for m in (plain, model):
+        m.train()
+        torch.manual_seed(2)  # the same dropout (prefix dropout of the CLM) in both
+        m(input_ids=x, labels=labels).loss.backward()
+    assert len(calls) == 2  # the forward pass and its recomputation in the backward pass
+    assert model.get_input_embeddings()(x).requires_grad  # enable_input_require_grads
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert grads and all("lora_" in n for n in grads)
+    for n, p in plain.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(grads[n], p.grad, atol=1e-6, rtol=1e-5)
+
+
 # --- Auto classes --------------------------------------------------------------------------------------------------
 
 
@@ -193,12 +275,49 @@ def test_fill_mask_pipeline(mlm, tokenizer):
     assert results[0]["sequence"] == text.replace("[MASK]", tokenizer.decode([results[0]["token"]]))
 
 
-def test_fill_mask_pipeline_by_directory(mlm, tokenizer, tmp_path):
+def test_saved_directories_hold_the_tokenizer(mlm, clm, tmp_path):
+    mlm.save_pretrained(tmp_path / "mlm")
+    clm.save_pretrained(tmp_path / "clm")
+    for name, side in (("mlm", "right"), ("clm", "left")):
+        assert json.loads((tmp_path / name / "config.json").read_text())["tokenizer_name"] == "deepmind/language-perceiver"
+        loaded = AutoTokenizer.from_pretrained(tmp_path / name)  # from the directory alone
+        assert isinstance(loaded, PerceiverTokenizer) and len(loaded) == 262 and loaded.padding_side == side
+
+
+@torch.no_grad()
+def test_pipelines_by_directory_name(mlm, clm, tokenizer, tmp_path):
+    """A saved directory is all a pipeline needs: no tokenizer argument, no "install sentencepiece" detour."""
     register_auto_classes()
-    mlm.save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    results = pipeline("fill-mask", model=str(tmp_path))("Hello w[MASK]rld")
-    assert len(results) == 5
+    mlm.save_pretrained(tmp_path / "my-mlm")
+    results = pipeline("fill-mask", model=str(tmp_path / "my-mlm"))("Hello w[MASK]rld", top_k=3)
+    enc = tokenizer("Hello w[MASK]rld", return_tensors="pt")
+    pos = (enc.input_ids[0] == tokenizer.mask_token_id).nonzero().item()
+    assert [r["token"] for r in results] == mlm(**enc).logits[0, pos].topk(3).indices.tolist()
+
+    clm.save_pretrained(tmp_path / "my-clm")
+    generator = pipeline("text-generation", model=str(tmp_path / "my-clm"))
+    options = dict(max_new_tokens=6, num_latents=2, add_special_tokens=False, do_sample=False)
+    ids = tokenizer("Perceiver", add_special_tokens=False, return_tensors="pt").input_ids
+    expected = clm.backend_model.generate(ids, 6, num_latents=2)[0].tolist()
+    assert generator("Perceiver", return_tensors=True, **options)[0]["generated_token_ids"] == expected
+
+
+def test_pipeline_by_object_without_alarming_messages():
+    """In a fresh process, without registering anything by hand: no "is not supported for text-generation" and the
+    list of ~200 model names that transformers logs for models it does not know."""
+    code = (
+        "from transformers import PerceiverTokenizer, pipeline\n"
+        "from perceiver.model.text.clm import CausalLanguageModelConfig\n"
+        "from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel as M\n"
+        "config = M.config_class(model_config=CausalLanguageModelConfig.from_preset('tiny', vocab_size=262, "
+        "max_seq_len=64))\n"
+        "out = pipeline('text-generation', model=M(config), tokenizer=PerceiverTokenizer())('The', max_new_tokens=2)\n"
+        "print('GENERATED', out[0]['generated_text'][:3])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "GENERATED The" in out.stdout
+    assert "not supported" not in out.stderr + out.stdout and "Supported models" not in out.stderr + out.stdout
 
 
 def test_text_generation_pipeline(clm, tokenizer):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import shutil
 import sys
 import zipfile
 
@@ -112,8 +114,32 @@ def test_configs_from_predecessor_values():
     config = mlm_config(info["model_config"])
     assert config.decoder.cross_attention_residual is False and config.num_latents == 16
     _, info = reference("clm_noabs")
-    config = clm_config({**info["model_config"], "unknown_field": 1})
+    config = clm_config({**info["model_config"], "params": "x", "validation_sample_record": 2})  # Lit arguments
     assert config.output_norm and not config.output_bias and not config.abs_pos_emb
+
+
+def test_unknown_predecessor_config_keys_are_named(tmp_path):
+    _, info = reference("clm_noabs")
+    with pytest.raises(ParamsError, match=r"key\(s\) \['rope_scaling'\]") as e:
+        clm_config({**info["model_config"], "rope_scaling": 2.0})
+    assert e.value.keys == ("rope_scaling",)
+    with pytest.warns(UserWarning, match=r"\['rope_scaling'\] .*ignored"):
+        config = clm_config({**info["model_config"], "rope_scaling": 2.0}, strict=False)
+    assert config == clm_config(info["model_config"])
+    _, info = reference("mlm")
+    values = {**info["model_config"], "encoder": {**info["model_config"]["encoder"], "moe_experts": 4}}
+    with pytest.raises(ParamsError, match=r"config encoder has key\(s\) \['moe_experts'\]"):
+        mlm_config(values)
+    # from a directory: the error names the file too
+    shutil.copytree(fixture_path("mlm", "hf"), tmp_path / "mlm")
+    config_file = tmp_path / "mlm" / "config.json"
+    saved = json.loads(config_file.read_text())
+    saved["model_config"]["encoder"]["moe_experts"] = 4
+    config_file.write_text(json.dumps(saved))
+    with pytest.raises(ParamsError, match=r"mlm'.*\['moe_experts'\]"):
+        load_predecessor(str(tmp_path / "mlm"))
+    with pytest.warns(UserWarning, match="moe_experts"):
+        load_predecessor(str(tmp_path / "mlm"), strict=False)
 
 
 @pytest.mark.parametrize("source", SOURCES)

@@ -1,34 +1,20 @@
 import torch
 import torch.nn.functional as F
 
-from perceiver.model.text.mlm import (
-    MaskedLanguageModel,
-    MaskedLanguageModelConfig,
-    TextDecoderConfig,
-    TextEncoderConfig,
-    fill_masks,
-)
+from configs import mlm_config
+from perceiver.model.text.mlm import MaskedLanguageModel, MaskedLanguageModelConfig, fill_masks
 from perceiver.model.text.tokenizer import load_tokenizer
 
 
 def small_config(**kwargs) -> MaskedLanguageModelConfig:
-    enc = TextEncoderConfig(
-        vocab_size=262, max_seq_len=48, num_input_channels=32, num_cross_attention_qk_channels=16,
-        num_cross_attention_heads=2, num_self_attention_heads=2, num_self_attention_layers_per_block=2,
-        num_self_attention_blocks=2, num_cross_attention_layers=2, first_self_attention_block_shared=False,
+    """The small MLM of ``tests/configs.py`` with two blocks, two cross-attention layers and unshared weights."""
+    return mlm_config(
+        encoder=dict(max_seq_len=48, num_cross_attention_qk_channels=16, num_self_attention_layers_per_block=2,
+                     num_self_attention_blocks=2, num_cross_attention_layers=2,
+                     first_self_attention_block_shared=False),
+        decoder=dict(max_seq_len=48, cross_attention_residual=False),
+        num_latent_channels=24, **kwargs,
     )
-    dec = TextDecoderConfig(vocab_size=262, max_seq_len=48, num_cross_attention_heads=2, cross_attention_residual=False)
-    return MaskedLanguageModelConfig(enc, dec, num_latents=8, num_latent_channels=24, **kwargs)
-
-
-def test_documented_model_has_201m_parameters():
-    from pathlib import Path
-
-    doc = (Path(__file__).parents[2] / "docs" / "model-construction.md").read_text()
-    snippet = doc.split("```python")[1].split("```")[0]
-    scope = {}
-    exec(snippet, scope)
-    assert sum(p.numel() for p in scope["backend_model"].parameters()) == 201_108_230
 
 
 def test_forward_shapes_and_short_inputs():

@@ -24,7 +24,7 @@ def run_cli(strategy: str, dataset_dir: str, tmp_path: Path, steps: int = 3) -> 
         "--trainer.accelerator=cpu", "--trainer.devices=2", f"--trainer.strategy={strategy}",
         f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false",
         "--trainer.callbacks+=tests.training.ddp_probe.Probe", f"--trainer.callbacks.out_dir={tmp_path / 'probe'}",
-        f"--trainer.default_root_dir={tmp_path / 'run'}",
+        f"--run_dir={tmp_path / 'runs' / '{time}'}",  # chosen by rank 0, handed to rank 1
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -41,4 +41,6 @@ def test_ddp_two_processes_on_cpu(dataset_dir, tmp_path):
     assert len(ranks[0]["batches"]) == len(ranks[1]["batches"]) == 3
     assert not set(ranks[0]["batches"]) & set(ranks[1]["batches"]), "both ranks trained on the same batches"
     assert ranks[0]["weights"] == ranks[1]["weights"], "ranks ended with different weights"
-    assert list((tmp_path / "run").rglob("last.ckpt"))
+    [run] = (tmp_path / "runs").iterdir()  # one run directory for both ranks
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from perceiver.hub import HubUnavailableError
+from perceiver.model.core.config import ConfigError
 from perceiver.model.core.params import ParamsError
 from perceiver.model.text.clm import CausalLanguageModel, LitCausalLanguageModel
 from perceiver.model.text.clm.huggingface import PerceiverCausalLanguageModel
@@ -22,13 +23,24 @@ from perceiver.model.text.mlm.huggingface import PerceiverMaskedLanguageModel
 from training_helpers import state_equal, tiny_clm_config, tiny_mlm_config
 
 
-def test_create_and_backend_model():
-    clm = LitCausalLanguageModel.create(tiny_clm_config())
-    assert isinstance(clm.backend_model, CausalLanguageModel)
-    assert clm.backend_model.config == tiny_clm_config()
-    mlm = LitMaskedLanguageModel.create(tiny_mlm_config())
-    assert isinstance(mlm.backend_model, MaskedLanguageModel)
-    assert mlm.backend_model.config == tiny_mlm_config()
+def shapes(model) -> dict:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("lit_class, backend_class, config", [
+    (LitCausalLanguageModel, CausalLanguageModel,
+     tiny_clm_config(num_self_attention_layers=2, output_norm=True, abs_pos_emb=False, output_bias=False)),
+    (LitMaskedLanguageModel, MaskedLanguageModel,
+     tiny_mlm_config(num_latents=4, decoder={"num_output_query_channels": 16},
+                     encoder={"num_self_attention_blocks": 2, "first_self_attention_block_shared": False})),
+])
+def test_create_builds_the_backend_of_the_config(lit_class, backend_class, config):
+    """Every field reaches the backend: its parameters are those of the backend built from the config directly,
+    which differ from those of the default (tiny) config."""
+    lit = lit_class.create(config)
+    assert type(lit.backend_model) is backend_class and lit.backend_model is lit.model
+    assert shapes(lit.backend_model) == shapes(backend_class(config))
+    assert shapes(lit.backend_model) != shapes(backend_class(type(config).from_preset("tiny")))
 
 
 @pytest.mark.parametrize("lit_class, config", [(LitCausalLanguageModel, tiny_clm_config), (LitMaskedLanguageModel, tiny_mlm_config)])
@@ -75,6 +87,32 @@ def test_params_shape_mismatch_names_parameter_and_field(tmp_path):
     with pytest.raises(ParamsError) as e:
         LitCausalLanguageModel.create(tiny_clm_config(vocab_size=300), params=str(tmp_path / "m.ckpt"))
     assert "txt_embedding" in str(e.value) and "vocab_size" in str(e.value)
+
+
+@pytest.mark.parametrize("problem", ["unexpected", "missing", "shape"])
+def test_params_strict_by_default_and_partial_loading_on_request(problem, tmp_path, caplog):
+    """A checkpoint of a deeper model (unexpected keys), a shallower one (missing keys) or one with another
+    vocabulary (shapes) is refused naming the keys and the field; params_strict=False loads the rest and logs each
+    skipped key."""
+    source, target = {"unexpected": ({"num_self_attention_layers": 2}, {}),
+                      "missing": ({}, {"num_self_attention_layers": 2}),
+                      "shape": ({"vocab_size": 300}, {})}[problem]
+    pretrained = LitCausalLanguageModel.create(tiny_clm_config(**source))
+    save_lightning_ckpt(pretrained, tmp_path / "m.ckpt")
+    with pytest.raises(ParamsError) as e:
+        LitCausalLanguageModel.create(tiny_clm_config(**target), params=str(tmp_path / "m.ckpt"))
+    field = "vocab_size" if problem == "shape" else "num_self_attention_layers"
+    assert e.value.field.startswith(field) and field in str(e.value).splitlines()[-1]
+    assert e.value.keys and all(k.startswith("self_attn.layers.1.") or "embedding" in k or "output" in k
+                                for k in e.value.keys)
+    with caplog.at_level("WARNING", logger="perceiver.model.core.params"):
+        model = LitCausalLanguageModel.create(tiny_clm_config(**target), params=str(tmp_path / "m.ckpt"),
+                                              params_strict=False)
+    skipped = [r.getMessage() for r in caplog.records]
+    assert len(skipped) == len(e.value.keys) and all(any(k in m for m in skipped) for k in e.value.keys)
+    loaded, source_state = model.backend_model.state_dict(), pretrained.backend_model.state_dict()
+    shared = [k for k in loaded if k in source_state and loaded[k].shape == source_state[k].shape]
+    assert len(shared) > 10 and all(torch.equal(loaded[k], source_state[k]) for k in shared)
 
 
 class Boom:
@@ -136,3 +174,16 @@ def test_mlm_masked_accuracy_counts_targets_only():
     expected = (logits[:, :5].argmax(-1) == x[:, :5]).float().mean()
     torch.testing.assert_close(metrics["masked_accuracy"], expected)
     assert torch.isfinite(loss)
+
+
+def test_num_latents_is_an_alias_of_max_latents():
+    """perceiver-io 0.11's documented clm.py sets ``model.num_latents``; our config calls it ``max_latents``."""
+    config = tiny_clm_config()
+    fields = {k: v for k, v in config.__dict__.items() if k != "max_latents"}
+    lit = LitCausalLanguageModel(**fields, num_latents=8)
+    assert lit.backend_model.config.max_latents == 8 and lit.hparams["max_latents"] == 8
+    assert "num_latents" not in lit.hparams  # a checkpoint rebuilds the model from max_latents alone
+    assert LitCausalLanguageModel(**fields, num_latents=8, max_latents=8).backend_model.config.max_latents == 8
+    with pytest.raises(ConfigError) as e:
+        LitCausalLanguageModel(**fields, num_latents=8, max_latents=12)
+    assert e.value.field == "num_latents" and "max_latents" in str(e.value)

@@ -7,8 +7,10 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from perceiver.data.text import WikipediaDataModule, WikiTextDataModule
+from configs import clm_config, mlm_config
+from perceiver.model.core.presets import merge
 from perceiver.model.text.clm import CausalLanguageModelConfig
-from perceiver.model.text.mlm import MaskedLanguageModelConfig, TextDecoderConfig, TextEncoderConfig
+from perceiver.model.text.mlm import MaskedLanguageModelConfig
 
 
 def clm_data(dataset_dir: str, **kwargs) -> WikiTextDataModule:
@@ -22,21 +24,13 @@ def mlm_data(dataset_dir: str, **kwargs) -> WikipediaDataModule:
 
 
 def tiny_clm_config(**kwargs) -> CausalLanguageModelConfig:
-    args = dict(
-        vocab_size=262, max_seq_len=64, max_latents=16, num_channels=32, num_heads=2,
-        num_self_attention_layers=1, cross_attention_dropout=0.5, post_attention_dropout=0.1,
-    )
-    return CausalLanguageModelConfig(**{**args, **kwargs})
+    """The small CLM of ``tests/configs.py`` with dropout, which exact resume must reproduce."""
+    return clm_config(**{"cross_attention_dropout": 0.5, "post_attention_dropout": 0.1, **kwargs})
 
 
 def tiny_mlm_config(**kwargs) -> MaskedLanguageModelConfig:
-    encoder = TextEncoderConfig(
-        vocab_size=262, max_seq_len=64, num_input_channels=32, num_cross_attention_heads=2,
-        num_self_attention_heads=2, num_self_attention_layers_per_block=1, dropout=0.1,
-    )
-    decoder = TextDecoderConfig(vocab_size=262, max_seq_len=64, num_cross_attention_heads=2, dropout=0.1)
-    args = dict(num_latents=8, num_latent_channels=32)
-    return MaskedLanguageModelConfig(encoder, decoder, **{**args, **kwargs})
+    """The small MLM of ``tests/configs.py`` with dropout."""
+    return mlm_config(**merge({"encoder": {"dropout": 0.1}, "decoder": {"dropout": 0.1}}, kwargs))
 
 
 class LossRecorder(Callback):

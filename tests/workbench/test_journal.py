@@ -1,11 +1,13 @@
 """RunJournal in-process: the run directory it writes, determinism of its losses, and Stop via the STOP file."""
 
 import json
+from importlib.metadata import version
 
 import pytorch_lightning as pl
 import numpy as np
 import torch
 
+from configs import clm_config
 from perceiver.data.text import WikiTextDataModule
 from perceiver.model.text.clm import LitCausalLanguageModel
 from perceiver.training.journal import RunJournal
@@ -24,8 +26,7 @@ def train(run_dir, max_steps=6, stop_at=None, seed=0):
     pl.seed_everything(seed)
     dm = WikiTextDataModule(source="sample", max_seq_len=64, task="clm", batch_size=4, num_workers=0,
                             dataset_dir=str(run_dir.parent / "data"))
-    model = LitCausalLanguageModel(vocab_size=262, max_seq_len=64, max_latents=16, num_channels=32, num_heads=2,
-                                   num_self_attention_layers=2, validation_sample_length=8)
+    model = LitCausalLanguageModel.create(clm_config(num_self_attention_layers=2), validation_sample_length=8)
     journal = RunJournal(str(run_dir), attention_every=2, progress_every=1)
     callbacks = [journal] + ([StopAt(journal, stop_at)] if stop_at else [])
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=max_steps, val_check_interval=3,
@@ -53,7 +54,8 @@ def test_run_directory_and_determinism(tmp_path):
     assert att["weights"].shape == (2, 16, 64)  # (H, latents, prefix + latents)
     assert len(att["labels"]) == 64
     env = json.loads((run / "env.json").read_text())
-    assert env["packages"]["torch"] == torch.__version__.split("+")[0] or env["packages"]["torch"]
+    assert env["packages"]["torch"] == version("torch") and torch.__version__.startswith(env["packages"]["torch"])
+    assert env["task"] == "clm" and env["torch_threads"] == torch.get_num_threads()
 
 
 def test_stop_file_ends_run_with_checkpoint(tmp_path):

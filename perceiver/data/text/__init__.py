@@ -1,4 +1,4 @@
-"""Lightning data modules for text: Wikipedia, WikiText and local files, for mlm, clm and classification.
+"""Lightning data modules for text: Wikipedia, WikiText, IMDb and local files, for mlm, clm and classification.
 
 Example (offline, with the Wikipedia sample shipped in gensim's wheel)::
 
@@ -17,6 +17,7 @@ cache), ``masking`` (whole-word masking), ``examples`` (datasets, batch format a
 
 from perceiver.data.text.common import TextDataModule
 from perceiver.data.text.examples import TextCollator
+from perceiver.data.text.imdb import ImdbDataModule
 from perceiver.data.text.sources import HubUnreachableError
 from perceiver.data.text.textfiles import TextFilesDataModule
 from perceiver.data.text.wikipedia import WikipediaDataModule
@@ -24,6 +25,7 @@ from perceiver.data.text.wikitext import WikiTextDataModule
 
 __all__ = [
     "HubUnreachableError",
+    "ImdbDataModule",
     "TextCollator",
     "TextDataModule",
     "TextFilesDataModule",

@@ -22,6 +22,7 @@ from perceiver.data.text import masking, sample, sources
 from perceiver.data.text.examples import DocumentDataset, TextCollator, TokenStreamDataset
 from perceiver.data.text.loader import ResumableDataLoader
 from perceiver.data.text.preprocess import build_cache, cache_key, open_cache
+from perceiver.hub import offline_by_env
 from perceiver.model.text.tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class TextDataModule(pl.LightningDataModule):
         random_valid_shift: Same for validation windows.
         valid_every: Sources without a validation split send every ``valid_every``-th document to validation.
         max_documents: Use at most this many documents per split (for quick experiments and tests).
+        encoding_errors: Text files of a local source must be UTF-8 (``"strict"``: a file that is not is an error
+            naming it); ``"replace"`` reads undecodable bytes as U+FFFD and logs how many.
         seed: Seed of static masking and of the (fixed) mlm masks of validation examples.
         batch_size: Training batch size.
         valid_batch_size: Validation batch size (default: ``batch_size``).
@@ -83,6 +86,7 @@ class TextDataModule(pl.LightningDataModule):
         random_valid_shift: bool = False,
         valid_every: int = 10,
         max_documents: int | None = None,
+        encoding_errors: Literal["strict", "replace"] = "strict",
         seed: int = 0,
         batch_size: int = 16,
         valid_batch_size: int | None = None,
@@ -92,7 +96,8 @@ class TextDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        _check_args(task, max_seq_len, mask_prob, padding_side, valid_every, max_documents, batch_size)
+        _check_args(task, max_seq_len, mask_prob, padding_side, valid_every, max_documents, batch_size,
+                    encoding_errors)
         self.source = source
         self.dataset_dir = dataset_dir
         self.task = task
@@ -137,6 +142,26 @@ class TextDataModule(pl.LightningDataModule):
 
     # -- source and cache ------------------------------------------------------------------------------------------
 
+    def check_source(self) -> None:
+        """Check, without reading any data, that the source can be used here: a local path exists and is a
+        directory; ``"hub"`` is not switched off by an offline variable. Raises ``ConfigError`` naming ``source``
+        (the workbench calls this when the form changes; training would fail later, after loading the model)."""
+        if self.source == "sample":
+            return
+        if self.source == "hub":
+            var = offline_by_env()
+            if var is not None:
+                raise ConfigError(type(self).__name__, "source", f"'hub' needs the Hugging Face Hub, but {var}=1 is "
+                                  f"set; use 'sample' (offline) or a local directory")
+            return
+        path = Path(self.source).expanduser()
+        if not path.exists():
+            raise ConfigError(type(self).__name__, "source", f"{path} does not exist; give a directory of .txt or "
+                              f".parquet files, a saved dataset, 'sample' (offline) or 'hub'")
+        if not path.is_dir():
+            raise ConfigError(type(self).__name__, "source", f"{path} is not a directory; give the directory that "
+                              f"holds the .txt/.parquet files or the saved dataset")
+
     def load_hub_source(self) -> DatasetDict:
         """Load the Hub dataset with ``train`` and ``validation`` splits (subclasses)."""
         raise ValueError(f"{type(self).__name__} has no Hub dataset; pass --data.source=sample or a directory path")
@@ -158,10 +183,12 @@ class TextDataModule(pl.LightningDataModule):
         elif self.source == "sample":
             dsd = sources.load_sample(self.hparams.valid_every)
         else:
-            dsd = sources.load_local(self.source, self.hparams.valid_every, with_label=self.task == "clf")
+            dsd = sources.load_local(self.source, self.hparams.valid_every, with_label=self.task == "clf",
+                                     errors=self.hparams.encoding_errors)
         dsd = DatasetDict({k: dsd[k] for k in SPLITS})
         if self.task == "clf" and "label" not in dsd["train"].column_names:
-            raise ValueError(f"task=clf needs a 'label' column; source {self.source!r} has none")
+            raise ValueError(f"task=clf needs a 'label' column; source {self.source!r} has none: give each parquet "
+                             f"file a 'label' column, or put the .txt files of each class in a directory of its name")
         return sources.limit_documents(dsd, self.hparams.max_documents)
 
     def cache_settings(self) -> dict[str, Any]:
@@ -177,6 +204,8 @@ class TextDataModule(pl.LightningDataModule):
             "max_documents": hp.max_documents,
             "layout": "documents" if self.task == "clf" else "stream",
         }
+        if self.source not in ("hub", "sample"):
+            settings["encoding_errors"] = hp.encoding_errors
         if self.static_masking:
             settings["static_masking"] = {
                 "block_len": self.max_seq_len,
@@ -300,7 +329,8 @@ class TextDataModule(pl.LightningDataModule):
         )
 
 
-def _check_args(task, max_seq_len, mask_prob, padding_side, valid_every, max_documents, batch_size) -> None:
+def _check_args(task, max_seq_len, mask_prob, padding_side, valid_every, max_documents, batch_size,
+                encoding_errors) -> None:
     def fail(field: str, message: str):
         raise ConfigError("TextDataModule", field, message)
 
@@ -319,3 +349,5 @@ def _check_args(task, max_seq_len, mask_prob, padding_side, valid_every, max_doc
         fail("max_documents", f"must be positive, got {max_documents}")
     if not isinstance(batch_size, int) or batch_size < 1:
         fail("batch_size", f"must be a positive integer, got {batch_size!r}")
+    if encoding_errors not in sources.ENCODING_ERRORS:
+        fail("encoding_errors", f"must be 'strict' or 'replace', got {encoding_errors!r}")

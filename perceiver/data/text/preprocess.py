@@ -13,8 +13,9 @@ Cache layout::
         <split>.labels.bin                   int64 document labels (layout "documents", clf)
         <split>.masked.bin, <split>.targets.bin   static masking: masked ids, uint8 target flags
 
-A cache is built in a temporary sibling directory and renamed into place when complete, so a cache directory
-either is complete or does not exist. ``open_cache`` also checks every file's size and checksum against the
+A cache is built in a temporary sibling directory (``.<name>-<key>.tmp-<pid>-*``) and renamed into place when
+complete, so a cache directory either is complete or does not exist; a temporary directory left by a killed build is
+never read, and the next build removes it. ``open_cache`` also checks every file's size and checksum against the
 manifest and deletes a corrupt cache, which is then rebuilt.
 """
 
@@ -25,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -149,7 +151,8 @@ def _write_split(
             offsets.append(num_tokens)
             labels.append(label)
     if len(labels) == 0:
-        raise ValueError(f"the {split} split of {describe} has no non-empty documents")
+        raise ValueError(f"the {split} split of {describe} has no non-empty documents: add text to it (files that "
+                         f"hold only whitespace are skipped)")
     if documents:
         np.asarray(offsets, dtype=np.int64).tofile(out / f"{split}.offsets.bin")
         np.asarray(labels, dtype=np.int64).tofile(out / f"{split}.labels.bin")
@@ -194,8 +197,10 @@ def build_cache(
     encoder = DocumentEncoder(tokenizer, settings["add_special_tokens"], settings["add_eos_token"])
     documents = settings["layout"] == "documents"
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.tmp-", dir=cache_dir.parent))
+    remove_abandoned_builds(cache_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.tmp-{os.getpid()}-", dir=cache_dir.parent))
     try:
+        (tmp / "HOST").write_text(socket.gethostname())  # a pid means something on this host only
         splits = {}
         for split, ds in dsd.items():
             logger.info("tokenizing %s split (%d documents) into %s", split, len(ds), cache_dir)
@@ -206,6 +211,7 @@ def build_cache(
         manifest = {"format": CACHE_FORMAT, "dtype": dtype.name, "settings": settings, "splits": splits}
         manifest.update(extra or {}, files=files)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        (tmp / "HOST").unlink()
         tmp.chmod(0o755)  # mkdtemp creates it private; the cache may be shared
         try:
             os.replace(tmp, cache_dir)
@@ -215,6 +221,32 @@ def build_cache(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
+
+
+def remove_abandoned_builds(cache_dir: Path) -> None:
+    """Delete the temporary directories of builds of ``cache_dir`` whose process is gone (killed mid-build: an
+    exception cleans up after itself). They were never trusted (only a complete build is renamed into place), but
+    they take space. Builds of processes still running, and those of other hosts' processes, are left alone."""
+    for tmp in cache_dir.parent.glob(f".{cache_dir.name}.tmp-*"):
+        pid = tmp.name[len(f".{cache_dir.name}.tmp-"):].split("-")[0]
+        if pid.isdigit() and not _process_alive(int(pid)) and _same_host(tmp):
+            logger.warning("removing %s, left by an interrupted preprocessing run", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists
+        return True
+    return True
+
+
+def _same_host(tmp: Path) -> bool:
+    marker = tmp / "HOST"
+    return marker.is_file() and marker.read_text().strip() == socket.gethostname()
 
 
 def open_cache(cache_dir: Path) -> dict[str, Any] | None:

@@ -114,16 +114,17 @@ def load_hub(path: str, name: str | None, revision: str | None, **kwargs: Any) -
     it fails immediately unless the dataset is in its local cache, so it is called without a probe. Offline
     variables set after ``datasets`` was imported are not seen by it, so then we fail right away.
     """
+    offline = f"the Hugging Face Hub is offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE). {OFFLINE_HINT}"
     if hub_offline():
         if not datasets.config.HF_HUB_OFFLINE:
-            raise HubUnreachableError(
-                f"the Hugging Face Hub is offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE). {OFFLINE_HINT}"
-            )
+            raise HubUnreachableError(offline)
     else:
         check_hub_reachable(path, revision)
     try:
         return datasets.load_dataset(path, name, revision=revision, **kwargs)
     except ConnectionError as e:
+        if hub_offline():  # offline and not in the local datasets cache: the same message, whenever datasets was imported
+            raise HubUnreachableError(offline) from None
         raise HubUnreachableError(f"cannot load {path!r} ({name}) from the Hugging Face Hub: {e}. {OFFLINE_HINT}")
 
 
@@ -158,9 +159,11 @@ def local_identity(path: str, exclude: str | None = None) -> dict[str, Any]:
     """
     root = Path(path)
     if not root.exists():
-        raise FileNotFoundError(f"data source path does not exist: {root} (--data.source)")
+        raise FileNotFoundError(f"data source path does not exist: {root} (--data.source): check the path, or pass "
+                                f"--data.source=sample for the offline Wikipedia sample")
     if not root.is_dir():
-        raise NotADirectoryError(f"data source must be a directory of .txt/.parquet files or a saved dataset: {root}")
+        raise NotADirectoryError(f"data source {root} is a file: pass its directory (--data.source=<dir> reads every "
+                                 f".txt/.parquet file in it) or a dataset saved with datasets.save_to_disk")
     h = hashlib.sha256()
     skip = Path(exclude).resolve() if exclude else None
     for dirpath, dirnames, filenames in os.walk(root):
@@ -177,16 +180,42 @@ def local_identity(path: str, exclude: str | None = None) -> dict[str, Any]:
     return {"source": "local", "path": str(root.resolve()), "files": h.hexdigest()}
 
 
-def read_text_file(path: Path) -> str:
-    """Read a text file as UTF-8; undecodable bytes become U+FFFD, one per byte, and are logged."""
+class SourceError(ValueError):
+    """A source file that cannot be used as text; ``path`` names it, the message says what to do."""
+
+    def __init__(self, path: Path | str, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path, self.message = str(path), message
+
+    def __reduce__(self):
+        return SourceError, (self.path, self.message)
+
+
+ENCODING_ERRORS = ("strict", "replace")
+
+
+def read_text_file(path: Path, errors: str = "strict") -> str:
+    """Read a text file as UTF-8. A file with NUL bytes is binary and refused. Bytes that are not UTF-8 are refused
+    (``errors="strict"``) or become U+FFFD, one per byte, and are counted in a warning (``errors="replace"``)."""
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise OSError(f"cannot read text file {path}: {e}") from e
+        raise OSError(f"cannot read text file {path}: {e}. Fix it (permissions? a dangling link?) or remove it "
+                      f"from the source directory") from e
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise SourceError(path, f"is binary, not text (a NUL byte at offset {nul}): remove it from the source "
+                                f"directory (only .txt files of UTF-8 text and .parquet files are read)")
     text = data.decode("utf-8", errors="surrogateescape")
-    num_bad = sum(1 for c in text if "\udc80" <= c <= "\udcff")
-    if num_bad:
-        logger.warning("%s: %d byte(s) are not valid UTF-8 and were replaced by U+FFFD", path, num_bad)
+    bad = [i for i, c in enumerate(text) if "\udc80" <= c <= "\udcff"]
+    if bad:
+        if errors != "replace":
+            offset = len(text[: bad[0]].encode("utf-8", errors="surrogateescape"))
+            raise SourceError(
+                path, f"is not valid UTF-8 ({len(bad)} undecodable byte(s), the first at byte offset {offset}): "
+                      f"convert it to UTF-8 (e.g. iconv -f latin1 -t utf-8), or pass --data.encoding_errors=replace "
+                      f"to replace such bytes by U+FFFD")
+        logger.warning("%s: %d byte(s) are not valid UTF-8 and were replaced by U+FFFD", path, len(bad))
         text = re.sub("[\udc80-\udcff]", "\ufffd", text)
     return text
 
@@ -197,22 +226,25 @@ def _read_parquet(path: Path, with_label: bool) -> Dataset:
     try:
         table = pq.read_table(path)
     except Exception as e:
-        raise OSError(f"cannot read parquet file {path}: {e}") from e
+        raise SourceError(path, f"cannot be read as parquet ({e}): replace it with an intact copy or remove it") from e
     columns = ["text", "label"] if with_label else ["text"]
     missing = [c for c in columns if c not in table.column_names]
     if missing:
-        raise ValueError(f"parquet file {path} has no {missing} column(s); columns are {table.column_names}")
+        todo = {"text": "name the text column 'text'",
+                "label": "add the class of each row as an integer 'label' column"}
+        raise SourceError(path, f"has no {missing} column(s); its columns are {table.column_names}: "
+                                + " and ".join(todo[c] for c in missing))
     return Dataset(table.select(columns))
 
 
-def _read_files(files: list[Path], root: Path, with_label: bool) -> Dataset:
+def _read_files(files: list[Path], root: Path, with_label: bool, errors: str = "strict") -> Dataset:
     """Documents from ``files``: one per .txt file (label: parent directory name), one per parquet row."""
     parts, texts, labels = [], [], []
     for f in files:
         if f.suffix == ".parquet":
             parts.append(_read_parquet(f, with_label))
         else:
-            texts.append(read_text_file(f))
+            texts.append(read_text_file(f, errors))
             labels.append(f.parent.name)
     if texts:
         rows: dict[str, list] = {"text": texts}
@@ -222,27 +254,34 @@ def _read_files(files: list[Path], root: Path, with_label: bool) -> Dataset:
             rows["label"] = [classes.index(c) for c in labels]
         parts.append(Dataset.from_dict(rows))
     if not parts:
-        raise ValueError(f"no .txt or .parquet files found in {root}")
+        raise SourceError(root, "holds no .txt or .parquet files (searched recursively, hidden directories "
+                                "skipped): put your text there, or pass another --data.source")
     return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
-def load_local(path: str, valid_every: int, with_label: bool = False) -> DatasetDict:
-    """Load a directory: a saved dataset, ``train/`` + ``validation/`` subdirectories, or files split by index."""
+def load_local(path: str, valid_every: int, with_label: bool = False, errors: str = "strict") -> DatasetDict:
+    """Load a directory: a saved dataset, ``train/`` + ``validation/`` subdirectories, or files split by index.
+    ``errors``: what to do with bytes of text files that are not UTF-8 (see :func:`read_text_file`)."""
     root = Path(path)
     local_identity(path)  # existence checks
     if _is_saved_dataset(root):
-        loaded = datasets.load_from_disk(str(root))
+        try:
+            loaded = datasets.load_from_disk(str(root))
+        except Exception as e:  # datasets raises many types for a damaged directory
+            raise SourceError(root, f"looks like a dataset saved with datasets.save_to_disk but cannot be loaded "
+                                    f"({type(e).__name__}: {e}): save it again") from e
         if isinstance(loaded, Dataset):
             return split_dataset(loaded, valid_every)
         valid_key = next((k for k in (*VALID_DIR_NAMES, "test") if k in loaded), None)
         if "train" not in loaded or valid_key is None:
             if len(loaded) != 1:
-                raise ValueError(f"saved dataset {root} needs a 'train' and a 'validation' split, has {list(loaded)}")
+                raise SourceError(root, f"is a saved dataset with splits {list(loaded)}: it needs 'train' and "
+                                        f"'validation' splits, or a single split (divided by valid_every)")
             return split_dataset(next(iter(loaded.values())), valid_every)
         return DatasetDict(train=loaded["train"], validation=loaded[valid_key])
     valid_dir = next((root / d for d in VALID_DIR_NAMES if (root / d).is_dir()), None)
     if (root / "train").is_dir() and valid_dir is not None:
-        train = _read_files(_list_files(root / "train"), root / "train", with_label)
-        valid = _read_files(_list_files(valid_dir), valid_dir, with_label)
+        train = _read_files(_list_files(root / "train"), root / "train", with_label, errors)
+        valid = _read_files(_list_files(valid_dir), valid_dir, with_label, errors)
         return DatasetDict(train=train, validation=valid)
-    return split_dataset(_read_files(_list_files(root), root, with_label), valid_every)
+    return split_dataset(_read_files(_list_files(root), root, with_label, errors), valid_every)

@@ -7,6 +7,7 @@ from perceiver.model.core.adapter import (
     QueryProvider,
     TrainableQueryProvider,
 )
+from perceiver.model.core.classifier import ClassificationDecoder, ClassificationDecoderConfig
 from perceiver.model.core.attention import LayerKV, MultiHeadAttention, attention_mask, causal_mask, record_attention
 from perceiver.model.core.config import ConfigError, DecoderConfig, EncoderConfig, PerceiverARConfig, PerceiverIOConfig
 from perceiver.model.core.layers import MLP, CrossAttentionLayer, SelfAttentionBlock, SelfAttentionLayer
@@ -22,7 +23,7 @@ from perceiver.model.core.position import (
 )
 
 __all__ = [
-    "ClassificationOutputAdapter", "ConfigError", "CrossAttentionLayer", "DecoderConfig", "EncoderConfig", "FourierPositionEncoding",
+    "ClassificationDecoder", "ClassificationDecoderConfig", "ClassificationOutputAdapter", "ConfigError", "CrossAttentionLayer", "DecoderConfig", "EncoderConfig", "FourierPositionEncoding",
     "InputAdapter", "KVCache", "LayerKV", "MLP", "MultiHeadAttention", "OutputAdapter", "PerceiverAR",
     "PerceiverARConfig", "PerceiverDecoder", "PerceiverEncoder", "PerceiverIO", "PerceiverIOConfig", "Preset",
     "QueryProvider",

@@ -167,6 +167,14 @@ class SelfAttentionBlock(nn.Module):
         return x
 
 
+def set_activation_checkpointing(model: nn.Module, enable: bool) -> None:
+    """Switch activation checkpointing of every block of ``model`` (the modules with a ``checkpointing`` flag) on or
+    off, whatever its config says (what Hugging Face's ``gradient_checkpointing_enable`` does)."""
+    for m in model.modules():
+        if hasattr(m, "checkpointing"):
+            m.checkpointing = enable
+
+
 def init_parameters(module: nn.Module, init_scale: float) -> None:
     """Normal(0, init_scale) weights for linear and embedding layers, zero biases, unit LayerNorms."""
     for m in module.modules():

@@ -50,10 +50,15 @@ class KVCache:
         return self.length - self.prefix_len
 
 
+def kept_prefix_len(prefix_len: int, dropout: float) -> int:
+    """Number K of prefix positions that prefix dropout keeps."""
+    return prefix_len - int(prefix_len * dropout)
+
+
 def prefix_dropout_indices(b: int, prefix_len: int, dropout: float, device=None) -> torch.Tensor:
-    """Indices (B, K) of the prefix positions kept by prefix dropout, K = prefix_len - int(prefix_len * dropout),
-    a random subset per example in the original order."""
-    keep = prefix_len - int(prefix_len * dropout)
+    """Indices (B, K) of the prefix positions kept by prefix dropout, K = ``kept_prefix_len``, a random subset per
+    example in the original order."""
+    keep = kept_prefix_len(prefix_len, dropout)
     return torch.rand(b, prefix_len, device=device).topk(keep, dim=-1).indices.sort(dim=-1).values
 
 
@@ -88,6 +93,7 @@ class PerceiverAR(nn.Module):
             raise ValueError(f"max_latents ({max_latents}) must be in [1, max_seq_len={max_seq_len}]")
         self.config = config
         self.input_adapter = input_adapter
+        self.checkpointing = config.activation_checkpointing  # of the cross-attention; the self-attention has its own
         self.max_seq_len = max_seq_len
         self.max_latents = max_latents
         # rotary embeddings rotate the first R channels of each head (default: half of them)
@@ -190,7 +196,7 @@ class PerceiverAR(nn.Module):
         else:
             caches = [None] * (1 + len(self.self_attn.layers))
 
-        ckpt = dict(checkpointing=self.config.activation_checkpointing and self.training,
+        ckpt = dict(checkpointing=self.checkpointing and self.training,
                     offloading=self.config.activation_offloading)
         x_latent = run_layer(
             self.cross_attn, x_latent, None, pad_kv, rot_latent, rot_kv, caches[0], x_prefix if prefix_len else None,

@@ -90,30 +90,48 @@ def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
 
 
 def fourier_position_encodings(
-    spatial_shape: Sequence[int], num_frequency_bands: int, max_frequencies: Optional[Sequence[int]] = None,
+    spatial_shape: Sequence[int], num_frequency_bands: int, max_resolution: Optional[Sequence[int]] = None,
     include_positions: bool = True,
 ) -> torch.Tensor:
-    """Fourier features of a grid of shape ``spatial_shape`` with positions in [-1, 1] (Perceiver IO paper).
+    """Fourier features of a grid of shape ``spatial_shape`` with positions x in [-1, 1] (Perceiver paper, 3.2).
 
-    Returns (prod(spatial_shape), C) with C = len(spatial_shape) * (2 * num_frequency_bands + include_positions).
+    Dimension i uses K = ``num_frequency_bands`` frequencies f linearly spaced in [1, r_i / 2], the Nyquist frequency
+    of ``max_resolution`` r (default: ``spatial_shape``; DeepMind's ImageNet models use (224, 224) whatever the
+    image size). Channels are ordered as in DeepMind's Perceiver, Hugging Face and perceiver-io 0.11, so their
+    weights apply unchanged: [x_1..x_d, sin(pi f x_i) for i, f, cos(pi f x_i) for i, f].
+
+    Returns (prod(spatial_shape), C) with C = d * (2 * K + include_positions), d = len(spatial_shape).
     """
     coords = [torch.linspace(-1.0, 1.0, steps=s) for s in spatial_shape]
     pos = torch.stack(torch.meshgrid(*coords, indexing="ij"), dim=-1).reshape(-1, len(spatial_shape))  # (N, d)
-    max_frequencies = max_frequencies or spatial_shape
-    encodings = [pos] if include_positions else []
-    for i, max_freq in enumerate(max_frequencies):
-        freqs = torch.linspace(1.0, max_freq / 2.0, steps=num_frequency_bands)  # (F,)
-        grid = pos[:, i : i + 1] * freqs * math.pi  # (N, F)
-        encodings += [grid.sin(), grid.cos()]
-    return torch.cat(encodings, dim=-1)
+    resolution = spatial_shape if max_resolution is None else max_resolution
+    if len(resolution) != len(spatial_shape):
+        raise ValueError(f"max_resolution {tuple(resolution)} must have one entry per spatial dimension of "
+                         f"{tuple(spatial_shape)}")
+    freqs = torch.stack([torch.linspace(1.0, r / 2.0, steps=num_frequency_bands) for r in resolution])  # (d, K)
+    grid = (pos[:, :, None] * freqs).flatten(1)  # (N, d * K)
+    features = [torch.sin(math.pi * grid), torch.cos(math.pi * grid)]
+    return torch.cat([pos, *features] if include_positions else features, dim=-1)
 
 
 class FourierPositionEncoding(nn.Module):
-    """Fixed Fourier position encoding of a grid, broadcast over the batch: (B, N, C)."""
+    """Fixed Fourier position encoding of a grid (see :func:`fourier_position_encodings`), broadcast over the
+    batch: (B, N, C). Not saved in the state dict (it is computed)."""
 
-    def __init__(self, spatial_shape: Sequence[int], num_frequency_bands: int):
+    def __init__(
+        self, spatial_shape: Sequence[int], num_frequency_bands: int, max_resolution: Optional[Sequence[int]] = None
+    ):
         super().__init__()
-        self.register_buffer("encoding", fourier_position_encodings(spatial_shape, num_frequency_bands), persistent=False)
+        self.spatial_shape, self.num_frequency_bands = tuple(spatial_shape), num_frequency_bands
+        self.max_resolution = None if max_resolution is None else tuple(max_resolution)
+        encoding = fourier_position_encodings(spatial_shape, num_frequency_bands, max_resolution)
+        self.register_buffer("encoding", encoding, persistent=False)
+
+    @torch.no_grad()
+    def reset_encoding(self) -> None:
+        """Compute the encoding again (e.g. after a loader left this non-persistent buffer uninitialized)."""
+        encoding = fourier_position_encodings(self.spatial_shape, self.num_frequency_bands, self.max_resolution)
+        self.encoding = encoding.to(self.encoding.device)
 
     @property
     def num_channels(self) -> int:

@@ -28,6 +28,14 @@ class TokenInputAdapter(InputAdapter):
         self.txt_embedding = nn.Embedding(vocab_size, num_input_channels)
         self.pos_embedding = nn.Embedding(max_seq_len, num_input_channels) if abs_pos_emb else None
 
+    def set_embedding(self, embedding: nn.Embedding) -> None:
+        """Use ``embedding`` (V', C) as the token embedding (e.g. a resized one)."""
+        if embedding.embedding_dim != self.txt_embedding.embedding_dim:
+            raise ValueError(f"the new embedding has {embedding.embedding_dim} channels, the model "
+                             f"{self.txt_embedding.embedding_dim}: only the number of tokens can change")
+        self.txt_embedding = embedding
+        self.vocab_size = embedding.num_embeddings
+
     def forward(self, x: torch.Tensor, abs_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Embeddings (B, N, C) of token ids x (B, N) at positions ``abs_pos`` (B, N) (default 0..N-1)."""
         n = x.shape[1]
@@ -51,6 +59,16 @@ class TiedTokenOutputAdapter(OutputAdapter):
         super().__init__()
         self._embedding = (embedding,)
         self.bias = nn.Parameter(torch.zeros(embedding.num_embeddings)) if bias else None
+
+    def tie(self, embedding: nn.Embedding) -> None:
+        """Tie to ``embedding`` (e.g. a resized one); the bias keeps the entries of the tokens both have, new tokens
+        get zeros."""
+        self._embedding = (embedding,)
+        if self.bias is not None and self.bias.shape[0] != embedding.num_embeddings:
+            bias = self.bias.new_zeros(embedding.num_embeddings)
+            n = min(bias.shape[0], self.bias.shape[0])
+            bias[:n] = self.bias.detach()[:n]
+            self.bias = nn.Parameter(bias, requires_grad=self.bias.requires_grad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(x, self._embedding[0].weight, self.bias)

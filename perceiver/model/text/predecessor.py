@@ -3,7 +3,8 @@
 
 Only parameter names differ from ours (see ``docs/predecessor-format.md``); the mapping is the rename table
 :data:`KEY_RENAMES`, applied to every key. What a source is, is decided by its content: a ``config.json`` with a
-0.11 ``model_type``, or a state dict whose keys have the 0.11 layout. ``.ckpt`` files are read with
+0.11 ``model_type``, or a state dict whose keys have the 0.11 layout. Config keys that 0.11 does not have
+are refused by name (``strict=False``: a warning names them). ``.ckpt`` files are read with
 ``torch.load(weights_only=True)``; the few non-tensor types they pickle (an enum and two config dataclasses) are
 allow-listed as inert stand-ins (:data:`CKPT_ALLOWLIST`), so a pickle that would run code is refused.
 """
@@ -13,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
-from typing import Callable, Iterable, Optional, Union
+import warnings
+from typing import Iterable, Optional, Union
 
 import torch.nn as nn
 
@@ -119,8 +121,24 @@ def map_state_dict(state: dict) -> dict:
 # --- configs --------------------------------------------------------------------------------------------------------
 
 
-def _known(cls, values: dict) -> dict:
+LIT_ARGUMENTS = {"params", "num_predictions", "masked_samples", "validation_sample_prompt", "validation_sample_record"}
+"""0.11 Lightning-module arguments saved beside the model config in ``hyper_parameters``: not model fields, skipped."""
+
+
+def _known(cls, values: dict, where: str, strict: bool) -> dict:
+    """The ``values`` that are fields of ``cls``. Keys that are neither fields nor :data:`LIT_ARGUMENTS` raise a
+    :class:`ParamsError` naming them (``strict``) or a warning naming them (``strict=False``)."""
     names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names - LIT_ARGUMENTS - {"encoder", "decoder"})
+    if unknown:
+        message = (f"perceiver-io 0.11 config {where} has key(s) {unknown} that {cls.__name__} does not have (a "
+                   f"newer or modified perceiver-io?)")
+        if strict:
+            raise params.ParamsError(
+                f"{message}: they would be dropped, and the model might differ from the one trained. Remove them "
+                f"from the config if they do not change the model, or pass strict=False to load without them.",
+                keys=unknown, field=where)
+        warnings.warn(f"{message}: ignored", stacklevel=3)
     return {k: v for k, v in values.items() if k in names}
 
 
@@ -128,24 +146,29 @@ def _as_dict(value) -> dict:
     return dict(value) if isinstance(value, dict) else dict(vars(value))  # a PickledConfig
 
 
-def mlm_config(values: dict) -> MaskedLanguageModelConfig:
-    """Our config of a 0.11 MLM ``model_config`` (HF) or Lightning ``hyper_parameters``."""
-    encoder = TextEncoderConfig(**_known(TextEncoderConfig, {**_as_dict(values["encoder"]), "params": None}))
-    decoder = TextDecoderConfig(**_known(TextDecoderConfig, _as_dict(values["decoder"])))
-    rest = {k: v for k, v in _known(MaskedLanguageModelConfig, values).items() if k not in ("encoder", "decoder")}
+def mlm_config(values: dict, strict: bool = True) -> MaskedLanguageModelConfig:
+    """Our config of a 0.11 MLM ``model_config`` (HF) or Lightning ``hyper_parameters`` (see :func:`_known` for
+    keys we do not know)."""
+    encoder = TextEncoderConfig(**_known(TextEncoderConfig, {**_as_dict(values["encoder"]), "params": None},
+                                         "encoder", strict))
+    decoder = TextDecoderConfig(**_known(TextDecoderConfig, _as_dict(values["decoder"]), "decoder", strict))
+    rest = {k: v for k, v in _known(MaskedLanguageModelConfig, values, "model_config", strict).items()
+            if k not in ("encoder", "decoder")}
     return MaskedLanguageModelConfig(encoder, decoder, **rest)
 
 
-def clm_config(values: dict) -> CausalLanguageModelConfig:
-    """Our config of a 0.11 CLM ``model_config`` (HF) or Lightning ``hyper_parameters``."""
-    return CausalLanguageModelConfig(**_known(CausalLanguageModelConfig, values))
+def clm_config(values: dict, strict: bool = True) -> CausalLanguageModelConfig:
+    """Our config of a 0.11 CLM ``model_config`` (HF) or Lightning ``hyper_parameters`` (see :func:`_known` for
+    keys we do not know)."""
+    return CausalLanguageModelConfig(**_known(CausalLanguageModelConfig, values, "model_config", strict))
 
 
 BackendConfig = Union[MaskedLanguageModelConfig, CausalLanguageModelConfig]
 
 
-def read_predecessor(path: str) -> tuple[BackendConfig, dict]:
-    """Our config and our backend state dict of a 0.11 HF directory (local or a Hub id) or Lightning checkpoint."""
+def read_predecessor(path: str, strict: bool = True) -> tuple[BackendConfig, dict]:
+    """Our config and our backend state dict of a 0.11 HF directory (local or a Hub id) or Lightning checkpoint.
+    ``strict=False`` warns about config keys we do not know instead of refusing them."""
     kind = params.source_kind(path)
     if kind == "hub":
         path, kind = params.download(path), "directory"
@@ -168,13 +191,17 @@ def read_predecessor(path: str) -> tuple[BackendConfig, dict]:
         raise params.ParamsError(f"{path!r} is neither a perceiver-io 0.11 model directory nor a Lightning checkpoint")
     if not is_predecessor_state_dict(state):
         raise params.ParamsError(f"{path!r}: the parameter names do not have the perceiver-io 0.11 layout")
-    return (mlm_config(values) if is_mlm else clm_config(values)), map_state_dict(state)
+    try:
+        config = mlm_config(values, strict) if is_mlm else clm_config(values, strict)
+    except params.ParamsError as e:
+        raise params.ParamsError(f"{path!r}: {e}", path, e.keys, e.field) from None
+    return config, map_state_dict(state)
 
 
-def load_predecessor(path: str) -> Union[MaskedLanguageModel, CausalLanguageModel]:
+def load_predecessor(path: str, strict: bool = True) -> Union[MaskedLanguageModel, CausalLanguageModel]:
     """Our backend model (in eval mode) with the weights of a perceiver-io 0.11 HF directory or Lightning checkpoint;
-    it gives the same logits as the 0.11 model."""
-    config, state = read_predecessor(path)
+    it gives the same logits as the 0.11 model. ``strict=False``: see :func:`read_predecessor`."""
+    config, state = read_predecessor(path, strict)
     model = MaskedLanguageModel(config) if isinstance(config, MaskedLanguageModelConfig) else CausalLanguageModel(config)
     model.load_state_dict(state)
     return model.eval()
@@ -183,11 +210,12 @@ def load_predecessor(path: str) -> Union[MaskedLanguageModel, CausalLanguageMode
 def load_params(
     model: nn.Module,
     source: str,
-    field_hint: Optional[Callable[[str], str]] = None,
+    field_hint: Optional[params.FieldHint] = None,
     prefix: str = "",
     allow: Iterable[type] = (),
-) -> None:
+    strict: bool = True,
+) -> params.LoadReport:
     """:func:`perceiver.model.core.params.load_params` that also reads perceiver-io 0.11 directories, Hub ids and
     Lightning checkpoints (what ``--model.params`` accepts)."""
-    params.load_params(model, source, field_hint, key_map=map_state_dict, prefix=prefix,
-                       allow=[*CKPT_ALLOWLIST, *allow])
+    return params.load_params(model, source, field_hint, key_map=map_state_dict, prefix=prefix,
+                              allow=[*CKPT_ALLOWLIST, *allow], strict=strict)

@@ -1,7 +1,7 @@
 """Lightning CLI for the Perceiver AR causal language model (task ``clm`` of ``perceiver.tasks``).
 
     python -m perceiver.scripts.text.clm fit --data=WikiTextDataModule --data.source=sample ...
-    python -m perceiver.scripts.text.clm evaluate --ckpt runs/train_clm --texts my_texts/
+    python -m perceiver.scripts.text.clm evaluate --ckpt runs/clm --texts my_texts/
 
 Defaults reproduce the documented 30.6M model (preset ``clm-30.6m`` of ``CausalLanguageModelConfig``);
 ``data.vocab_size`` and ``data.max_seq_len`` flow into the model config. ``evaluate`` prints the bits per byte of a
@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from perceiver.scripts.cli import task_main
+from perceiver.scripts.entry import task_main
 
 
 def text_files(paths: Sequence[str]) -> list[Path]:
@@ -35,22 +35,27 @@ def text_files(paths: Sequence[str]) -> list[Path]:
 
 
 def checkpoint_file(path: str) -> Path:
-    """A checkpoint file, or the run directory's ``checkpoints/final.ckpt`` (else its newest checkpoint)."""
+    """A checkpoint file; or a run directory's ``checkpoints/final.ckpt`` (else its newest checkpoint); or, for a
+    directory of runs (``runs/clm``), that of its most recently started run (``perceiver.runs.paths``)."""
+    from perceiver.runs import paths
+
     p = Path(path)
-    if p.is_dir():
-        ckpts = p / "checkpoints" if (p / "checkpoints").is_dir() else p
-        found = [ckpts / "final.ckpt"] if (ckpts / "final.ckpt").is_file() else sorted(
-            ckpts.glob("*.ckpt"), key=lambda f: f.stat().st_mtime)
-        if not found:
-            raise FileNotFoundError(f"--ckpt {path}: no checkpoint (*.ckpt) in {ckpts}")
-        return found[-1]
-    if not p.is_file():
+    if p.is_file():
+        return p
+    if not p.is_dir():
         raise FileNotFoundError(f"--ckpt {path}: no such checkpoint file or run directory")
-    return p
+    run = paths.latest_run(p)
+    if run is None:
+        raise FileNotFoundError(f"--ckpt {path}: no run directory (with status.json) at or below it")
+    final = run / "checkpoints" / "final.ckpt"
+    found = final if final.is_file() else paths.latest_checkpoint(run)
+    if found is None:
+        raise FileNotFoundError(f"--ckpt {path}: the run {run} has no checkpoint (checkpoints/*.ckpt)")
+    return found
 
 
 def evaluate(args: Optional[Sequence[str]] = None) -> dict:
-    """``evaluate``: bits per byte of a checkpoint on text files, one document per file."""
+    """Bits per byte of a trained model on text files (one document per file)."""
     import torch
 
     from perceiver.model.text.clm.evaluate import score_text

@@ -6,7 +6,7 @@ Defaults reproduce DeepMind's 201M language Perceiver (preset ``deepmind-201m`` 
 ``data.vocab_size`` and ``data.max_seq_len`` flow into the encoder and decoder configs.
 """
 
-from perceiver.scripts.cli import task_main
+from perceiver.scripts.entry import task_main
 
 main = task_main("mlm")
 

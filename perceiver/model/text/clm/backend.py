@@ -8,6 +8,7 @@ Dimensions:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar, Mapping, Optional, Union
 
@@ -15,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from perceiver.model.core.config import ConfigError, PerceiverARConfig, check_init_scale, check_positive
+from perceiver.model.core.flops import Flops, perceiver_ar
 from perceiver.model.core.generation import generate
 from perceiver.model.core.layers import init_parameters
 from perceiver.model.core.perceiver_ar import KVCache, PerceiverAR
@@ -69,6 +71,14 @@ class CausalLanguageModelConfig(PerceiverARConfig):
     def max_prefix_len(self) -> int:
         return self.max_seq_len - self.max_latents
 
+    def flops(self, seq_len: Optional[int] = None, train: bool = True, prefix_len: Optional[int] = None) -> Flops:
+        """Analytic FLOPs of one example of ``seq_len`` tokens (default ``max_seq_len``) whose last
+        ``min(seq_len, max_latents)`` positions are latents (``prefix_len`` overrides), as in training; ``train``:
+        with prefix dropout. See ``perceiver.model.core.flops``."""
+        n = seq_len or self.max_seq_len
+        p = max(0, n - self.max_latents) if prefix_len is None else prefix_len
+        return perceiver_ar(self, n, p, self.num_channels, self.vocab_size, train)
+
 
 class CausalLanguageModel(PerceiverAR):
     """Perceiver AR causal language model. ``forward`` returns logits (B, L, V) for the latent positions, plus the
@@ -94,6 +104,17 @@ class CausalLanguageModel(PerceiverAR):
         self.out_norm = nn.LayerNorm(config.num_channels) if config.output_norm else None
         self.output_adapter = TiedTokenOutputAdapter(input_adapter.txt_embedding, bias=config.output_bias)
         init_parameters(self, config.init_scale)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding (V, C); the output projection is tied to it."""
+        return self.input_adapter.txt_embedding
+
+    def set_input_embeddings(self, embedding: nn.Embedding) -> None:
+        """Use ``embedding`` (V', C) as the token embedding, the tied output projection included (a resized
+        vocabulary: ``config.vocab_size`` becomes V')."""
+        self.input_adapter.set_embedding(embedding)
+        self.output_adapter.tie(embedding)
+        self.config = dataclasses.replace(self.config, vocab_size=embedding.num_embeddings)
 
     def forward(
         self,

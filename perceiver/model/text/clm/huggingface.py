@@ -60,6 +60,7 @@ class PerceiverCausalLanguageModel(PerceiverPreTrainedModel, GenerationMixin):
 
     config_class = PerceiverCausalLanguageModelConfig
     backend_class = CausalLanguageModel
+    padding_side = "left"  # Perceiver AR's latents sit at the end: batched prompts are padded on the left
 
     def forward(
         self,

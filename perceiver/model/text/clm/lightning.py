@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
+from perceiver.model.core.config import ConfigError
 from perceiver.model.text.predecessor import load_params  # core load_params + perceiver-io 0.11 formats
 from perceiver.model.text.clm.backend import CausalLanguageModel, CausalLanguageModelConfig
 from perceiver.model.text.clm.text import generate_text
@@ -16,15 +18,43 @@ from perceiver.model.text.tokenizer import BYTE_TOKENIZER
 from perceiver.training.module import LitModel
 
 
-def field_hint(name: str) -> str:
-    hints = [
-        ("txt_embedding", "vocab_size / num_channels"),
-        ("pos_embedding", "max_seq_len / abs_pos_emb"),
-        ("output_adapter", "vocab_size / output_bias"),
-        ("out_norm", "output_norm"),
-        ("mlp", "cross_attention_widening_factor / self_attention_widening_factor"),
-    ]
-    return next((field for key, field in hints if key in name), "num_channels / num_heads / num_self_attention_layers")
+# (parameter name pattern, config field behind its shape, config field behind its presence), first match wins
+FIELD_HINTS = [
+    (r"txt_embedding", "vocab_size / num_channels", "vocab_size"),
+    (r"pos_embedding", "max_seq_len / num_channels", "abs_pos_emb"),
+    (r"^output_adapter\.bias", "vocab_size", "output_bias"),
+    (r"^out_norm", "num_channels", "output_norm"),
+    (r"^cross_attn\.mlp", "cross_attention_widening_factor / num_channels", "num_channels / num_heads"),
+    (r"^self_attn\.layers\.\d+\.mlp", "self_attention_widening_factor / num_channels", "num_self_attention_layers"),
+    (r"^self_attn\.layers\.", "num_channels / num_heads", "num_self_attention_layers"),
+]
+
+
+def field_hint(name: str, problem: str = "shape") -> str:
+    """The config field behind parameter ``name`` for a ``problem`` of ``load_params`` (shape, missing,
+    unexpected)."""
+    for pattern, shape_field, presence_field in FIELD_HINTS:
+        if re.search(pattern, name):
+            return shape_field if problem == "shape" else presence_field
+    return "num_channels / num_heads" if problem == "shape" else "the model type (is it a causal language model?)"
+
+
+MAX_LATENTS_DEFAULT = next(f.default for f in dataclasses.fields(CausalLanguageModelConfig) if f.name == "max_latents")
+
+
+def resolve_num_latents(num_latents: Optional[int], fields: dict) -> None:
+    """Resolve the alias ``num_latents`` into ``fields["max_latents"]`` (in place: the Lightning CLI reads the
+    model's arguments from ``CausalLanguageModelConfig(**kwargs)`` in ``__init__``)."""
+    if num_latents is None:
+        return
+    max_latents = fields.get("max_latents", MAX_LATENTS_DEFAULT)
+    if max_latents != num_latents and max_latents != MAX_LATENTS_DEFAULT:
+        raise ConfigError(
+            "LitCausalLanguageModel", "num_latents",
+            f"({num_latents}) is an alias of max_latents, which is set to {max_latents}: set only one of "
+            f"--model.num_latents and --model.max_latents (or give both the same value)",
+        )
+    fields["max_latents"] = num_latents
 
 
 class LitCausalLanguageModel(LitModel):
@@ -33,24 +63,33 @@ class LitCausalLanguageModel(LitModel):
     longer than ``max_latents``).
 
     Args:
+        num_latents: alias of ``max_latents`` (the name perceiver-io's documented training script sets with
+            ``parser.set_defaults({"model.num_latents": 512, ...})``). ``None``: use ``max_latents``. Setting both to
+            different values is an error, unless ``max_latents`` has its default (then ``num_latents`` wins).
         params: pretrained weights (see :class:`perceiver.training.LitModel`).
+        params_strict: refuse weights that do not match the model exactly (see :class:`perceiver.training.LitModel`).
         tokenizer: tokenizer for validation samples.
         validation_sample_prompt: prompt of the text sample generated (kv-cached) after each validation.
         validation_sample_length: number of tokens of that sample.
         compile: wrap the model's forward in ``torch.compile``.
     """
 
+    field_hint = staticmethod(field_hint)
+
     def __init__(
         self,
         *,
+        num_latents: Optional[int] = None,
         params: Optional[str] = None,
+        params_strict: bool = True,
         tokenizer: str = BYTE_TOKENIZER,
         validation_sample_prompt: Optional[str] = "A man",
         validation_sample_length: int = 64,
         compile: bool = False,
         **kwargs,
     ):
-        super().__init__(params=params, tokenizer=tokenizer, compile=compile)
+        super().__init__(params=params, params_strict=params_strict, tokenizer=tokenizer, compile=compile)
+        resolve_num_latents(num_latents, kwargs)
         self.config = CausalLanguageModelConfig(**kwargs)
         self.validation_sample_prompt = validation_sample_prompt
         self.validation_sample_length = validation_sample_length
@@ -63,7 +102,7 @@ class LitCausalLanguageModel(LitModel):
         self.model = CausalLanguageModel(self.config)
         self.bits_per_token = 1.0 / math.log(2)  # bits per byte for the byte tokenizer
         if params is not None:
-            load_params(self.model, params, field_hint)
+            load_params(self.model, params, field_hint, strict=params_strict)
 
     @classmethod
     def create(cls, config: CausalLanguageModelConfig, **kwargs) -> "LitCausalLanguageModel":

@@ -10,13 +10,16 @@ Dimensions:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar, Mapping, Optional
 
 import torch
+import torch.nn as nn
 
 from perceiver.model.core.adapter import TrainableQueryProvider
 from perceiver.model.core.config import ConfigError, DecoderConfig, EncoderConfig, PerceiverIOConfig, check_positive
+from perceiver.model.core.flops import Flops, perceiver_io
 from perceiver.model.core.perceiver_io import PerceiverDecoder, PerceiverEncoder, PerceiverIO
 from perceiver.model.core.presets import Preset
 from perceiver.model.text.common import TiedTokenOutputAdapter, TokenInputAdapter, TokenOutputAdapter
@@ -116,6 +119,13 @@ class MaskedLanguageModelConfig(PerceiverIOConfig[TextEncoderConfig, TextDecoder
     def max_seq_len(self) -> int:
         return self.encoder.max_seq_len
 
+    def flops(self, seq_len: Optional[int] = None, train: bool = True) -> Flops:
+        """Analytic FLOPs of one example of ``seq_len`` tokens (default ``max_seq_len``), one output query per token
+        (``train`` changes nothing here). See ``perceiver.model.core.flops``."""
+        m = seq_len or self.max_seq_len
+        return perceiver_io(self, m, self.encoder.num_input_channels, num_queries=m,
+                            query_channels=self.num_output_query_channels, output_channels=self.vocab_size)
+
 
 class MaskedLanguageModel(PerceiverIO):
     """Perceiver IO masked language model. ``forward(x_masked, pad_mask)`` returns logits (B, M, V), one row per
@@ -147,6 +157,32 @@ class MaskedLanguageModel(PerceiverIO):
         )
         super().__init__(encoder, decoder)
         self.config = config
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding (V, C) of the encoder's input adapter."""
+        return self.encoder.input_adapter.txt_embedding
+
+    def set_input_embeddings(self, embedding: nn.Embedding) -> None:
+        """Use ``embedding`` (V', C) as the token embedding, and the tied output projection with it (a resized
+        vocabulary: the encoder's and decoder's ``vocab_size`` become V'). An untied output (``decoder.
+        num_output_query_channels`` set) is resized separately (:meth:`set_output_embeddings`)."""
+        self.encoder.input_adapter.set_embedding(embedding)
+        if isinstance(self.decoder.output_adapter, TiedTokenOutputAdapter):
+            self.decoder.output_adapter.tie(embedding)
+        self._set_vocab_size(embedding.num_embeddings)
+
+    def get_output_embeddings(self) -> Optional[nn.Linear]:
+        """The untied output projection (V, F), or None when the output is tied to the input embedding."""
+        adapter = self.decoder.output_adapter
+        return adapter.linear if isinstance(adapter, TokenOutputAdapter) else None
+
+    def set_output_embeddings(self, linear: nn.Linear) -> None:
+        self.decoder.output_adapter.linear = linear
+
+    def _set_vocab_size(self, vocab_size: int) -> None:
+        enc = dataclasses.replace(self.config.encoder, vocab_size=vocab_size)
+        dec = dataclasses.replace(self.config.decoder, vocab_size=vocab_size)
+        self.config = dataclasses.replace(self.config, encoder=enc, decoder=dec)
 
     def forward(self, x_masked: torch.Tensor, pad_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits (B, M, V) for token ids x_masked (B, M); ``pad_mask`` (B, M) is True at padding."""

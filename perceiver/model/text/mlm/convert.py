@@ -59,14 +59,16 @@ def convert_key(key: str) -> str:
     return prefix + layer_key
 
 
-def convert_config(hf_model) -> MaskedLanguageModelConfig:
-    """The :class:`MaskedLanguageModelConfig` of a ``PerceiverForMaskedLM``; channel sizes are read from its weights,
-    so they are right whatever defaults the Hugging Face config leaves to the layers."""
+def convert_encoder_config(hf_model) -> TextEncoderConfig:
+    """The :class:`TextEncoderConfig` of the encoder of a Hugging Face Perceiver with a text preprocessor
+    (``PerceiverForMaskedLM``, ``PerceiverForSequenceClassification``); channel sizes are read from its weights, so
+    they are right whatever defaults the Hugging Face config leaves to the layers."""
     c = hf_model.config
     enc = hf_model.perceiver.encoder
     ca, sa = enc.cross_attention.attention.self, enc.self_attends[0].attention.self
-    dec = hf_model.perceiver.decoder.decoding_cross_attention.attention.self
-    encoder = TextEncoderConfig(
+    if not enc.cross_attention.attention.use_query_residual:
+        raise ValueError("encoder cross-attention without query residual is not supported")
+    return TextEncoderConfig(
         vocab_size=c.vocab_size,
         max_seq_len=c.max_position_embeddings,
         num_input_channels=c.d_model,
@@ -84,6 +86,12 @@ def convert_config(hf_model) -> MaskedLanguageModelConfig:
         dropout=c.attention_probs_dropout_prob,
         init_scale=c.initializer_range,
     )
+
+
+def convert_config(hf_model) -> MaskedLanguageModelConfig:
+    """The :class:`MaskedLanguageModelConfig` of a ``PerceiverForMaskedLM`` (see :func:`convert_encoder_config`)."""
+    c = hf_model.config
+    dec = hf_model.perceiver.decoder.decoding_cross_attention.attention.self
     decoder = TextDecoderConfig(
         vocab_size=c.vocab_size,
         max_seq_len=c.max_position_embeddings,
@@ -95,8 +103,7 @@ def convert_config(hf_model) -> MaskedLanguageModelConfig:
         dropout=c.attention_probs_dropout_prob,
         init_scale=c.initializer_range,
     )
-    if not enc.cross_attention.attention.use_query_residual:
-        raise ValueError("encoder cross-attention without query residual is not supported")
+    encoder = convert_encoder_config(hf_model)
     return MaskedLanguageModelConfig(encoder, decoder, num_latents=c.num_latents, num_latent_channels=c.d_latents)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Optional
 
 import torch
@@ -22,19 +23,38 @@ from perceiver.training.module import LitModel
 DEFAULT_MASKED_SAMPLES = ["The capital of France is [MASK][MASK][MASK][MASK][MASK] and it is a beautiful city."]
 
 
-def field_hint(name: str) -> str:
-    """The config field behind a parameter name, for shape-mismatch errors."""
-    hints = [
-        ("txt_embedding", "encoder.vocab_size / encoder.num_input_channels"),
-        ("pos_embedding", "encoder.max_seq_len / encoder.num_input_channels"),
-        ("latents", "num_latents / num_latent_channels"),
-        ("output_query_provider", "decoder.max_seq_len / decoder.num_output_query_channels"),
-        ("output_adapter", "decoder.vocab_size"),
-        ("encoder.cross_attn", "encoder.num_cross_attention_qk_channels / num_cross_attention_v_channels"),
-        ("encoder.self_attn", "encoder.num_self_attention_qk_channels / num_self_attention_v_channels"),
-        ("decoder.cross_attn", "decoder.num_cross_attention_qk_channels / num_cross_attention_v_channels"),
-    ]
-    return next((field for key, field in hints if key in name), "the model config")
+# (parameter name pattern, config field behind its shape, config field behind its presence), first match wins
+FIELD_HINTS = [
+    (r"txt_embedding", "encoder.vocab_size / encoder.num_input_channels", "encoder.vocab_size"),
+    (r"pos_embedding", "encoder.max_seq_len / encoder.num_input_channels", "encoder.max_seq_len"),
+    (r"^encoder\.latents", "num_latents / num_latent_channels", "num_latents"),
+    (r"output_query_provider", "decoder.max_seq_len / decoder.num_output_query_channels", "decoder.max_seq_len"),
+    (r"^decoder\.output_adapter", "decoder.vocab_size / decoder.num_output_query_channels",
+     "decoder.num_output_query_channels (None ties the output to the input embedding)"),
+    (r"^encoder\.cross_attn_n", "encoder.num_cross_attention_qk_channels / num_cross_attention_v_channels",
+     "encoder.num_cross_attention_layers / encoder.first_cross_attention_layer_shared"),
+    (r"^encoder\.self_attn_n", "encoder.num_self_attention_qk_channels / num_self_attention_v_channels",
+     "encoder.num_self_attention_blocks / encoder.first_self_attention_block_shared"),
+    (r"^encoder\.cross_attn.*mlp", "encoder.cross_attention_widening_factor / num_latent_channels", "the model type"),
+    (r"^encoder\.self_attn.*mlp", "encoder.self_attention_widening_factor / num_latent_channels",
+     "encoder.num_self_attention_layers_per_block"),
+    (r"^encoder\.cross_attn", "encoder.num_cross_attention_qk_channels / num_cross_attention_v_channels",
+     "the model type"),
+    (r"^encoder\.self_attn", "encoder.num_self_attention_qk_channels / num_self_attention_v_channels",
+     "encoder.num_self_attention_layers_per_block"),
+    (r"^decoder\.cross_attn.*mlp", "decoder.cross_attention_widening_factor", "the model type"),
+    (r"^decoder\.cross_attn", "decoder.num_cross_attention_qk_channels / num_cross_attention_v_channels",
+     "the model type"),
+]
+
+
+def field_hint(name: str, problem: str = "shape") -> str:
+    """The config field behind parameter ``name`` for a ``problem`` of ``load_params`` (shape, missing,
+    unexpected)."""
+    for pattern, shape_field, presence_field in FIELD_HINTS:
+        if re.search(pattern, name):
+            return shape_field if problem == "shape" else presence_field
+    return "the model config" if problem == "shape" else "the model type (is it a masked language model?)"
 
 
 def as_config(cls, value):
@@ -49,10 +69,13 @@ class LitMaskedLanguageModel(LitModel):
         encoder: encoder config.
         decoder: decoder config.
         params: pretrained weights (see :class:`perceiver.training.LitModel`).
+        params_strict: refuse weights that do not match the model exactly (see :class:`perceiver.training.LitModel`).
         tokenizer: tokenizer for validation samples.
         masked_samples: texts with ``[MASK]`` bytes filled after each validation and logged.
         compile: wrap the model's forward in ``torch.compile``.
     """
+
+    field_hint = staticmethod(field_hint)
 
     def __init__(
         self,
@@ -60,12 +83,13 @@ class LitMaskedLanguageModel(LitModel):
         decoder: TextDecoderConfig,
         *,
         params: Optional[str] = None,
+        params_strict: bool = True,
         tokenizer: str = BYTE_TOKENIZER,
         masked_samples: Optional[list[str]] = None,
         compile: bool = False,
         **kwargs,
     ):
-        super().__init__(params=params, tokenizer=tokenizer, compile=compile)
+        super().__init__(params=params, params_strict=params_strict, tokenizer=tokenizer, compile=compile)
         self.config = MaskedLanguageModelConfig(
             as_config(TextEncoderConfig, encoder), as_config(TextDecoderConfig, decoder), **kwargs
         )
@@ -79,9 +103,10 @@ class LitMaskedLanguageModel(LitModel):
         )
         self.model = MaskedLanguageModel(self.config)
         if self.config.encoder.params is not None:
-            load_params(self.model.encoder, self.config.encoder.params, field_hint, prefix="encoder.")
+            load_params(self.model.encoder, self.config.encoder.params, field_hint, prefix="encoder.",
+                        strict=params_strict)
         if params is not None:
-            load_params(self.model, params, field_hint)
+            load_params(self.model, params, field_hint, strict=params_strict)
 
     @classmethod
     def create(cls, config: MaskedLanguageModelConfig, **kwargs) -> "LitMaskedLanguageModel":

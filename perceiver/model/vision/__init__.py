@@ -1,0 +1,1 @@
+"""Vision models: ``perceiver.model.vision.image_classifier``."""
