@@ -53,12 +53,12 @@ class TrainingRun:
         task: a task of the registry (``perceiver.tasks``) or its name.
         config: the CLI configuration (``widgets.spec.cli_config``); None to resume from the run's ``config.yaml``.
         run_dir: the run directory (created by ``perceiver.runs.paths.prepare_run_dir``).
-        cpu_threads: torch threads of a run that trains on the CPU (:attr:`on_cpu`; fixed, so CPU results do not
-            depend on the machine's core count).
+        cpu_threads: torch threads of the training process (``--cpu_threads``, over the config's ``cpu_threads``;
+            None keeps that: all usable cores unless the config fixes a number, which makes CPU results reproducible).
         ckpt_path: resume from this checkpoint (of this run).
     """
 
-    def __init__(self, task: str | Task, config: Optional[dict], run_dir: str | Path, cpu_threads: Optional[int] = 1,
+    def __init__(self, task: str | Task, config: Optional[dict], run_dir: str | Path, cpu_threads: Optional[int] = None,
                  ckpt_path: Optional[str | Path] = None):
         self.task, self.config, self.run_dir = resolve_task(task), config, Path(run_dir).resolve()
         self.cpu_threads = cpu_threads
@@ -84,22 +84,13 @@ class TrainingRun:
         return self.run_dir / "config.yaml"
 
     @property
-    def on_cpu(self) -> bool:
-        """Whether the run trains on the CPU: ``devices: cpu``, ``accelerator: cpu``, or a machine without GPU."""
-        config = self.config
-        if config is None:  # resumed: the run's own configuration
-            import yaml
-
-            config = yaml.safe_load(self.config_path.read_text()) or {}
-        trainer = config.get("trainer") or {}
-        return trainer.get("devices") == "cpu" or trainer.get("accelerator") == "cpu" or not _has_gpu()
-
-    @property
     def command(self) -> list[str]:
         cmd = [sys.executable, *warning_options(), "-m", self.task.cli, "fit", "--config", str(self.config_path),
                *RUNNER_ARGS]
         if self.config is not None:
             cmd.append(f"--run_dir={self.run_dir}")  # the directory this run claimed, whatever the template was
+        if self.cpu_threads is not None:
+            cmd.append(f"--cpu_threads={self.cpu_threads}")
         return cmd + ([f"--ckpt_path={self.ckpt_path}"] if self.ckpt_path else [])
 
     def start(self) -> "TrainingRun":
@@ -111,8 +102,6 @@ class TrainingRun:
             self.config_path.write_text(to_yaml(self.config))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop(paths.RUN_DIR_VAR, None)
-        if self.cpu_threads and self.on_cpu:
-            env.update(OMP_NUM_THREADS=str(self.cpu_threads), MKL_NUM_THREADS=str(self.cpu_threads))
         self.lines = []
         self.started_at, self.ended_at = time.time(), None
         log = open(self.run_dir / "train.log", "a" if self.ckpt_path else "w")
@@ -183,9 +172,3 @@ class TrainingRun:
             if self.wait(grace_s) is not None:
                 break
         return self.returncode
-
-
-def _has_gpu() -> bool:
-    import torch
-
-    return torch.cuda.device_count() > 0

@@ -21,6 +21,7 @@ from perceiver.model.core.presets import merge, preset_fields
 from perceiver.runs import paths
 from perceiver.tasks import Task, drop_fields
 from perceiver.training.devices import resolve_devices
+from perceiver.training.threads import set_cpu_threads
 
 
 def resolve_task(name: str | Task) -> Task:
@@ -54,6 +55,7 @@ SETTINGS: dict[str, tuple[Callable[[], Callable] | str, str]] = {
     "optimizer": (lambda: optimizer_class, "name"),
     "lr": (lambda: torch.optim.AdamW, "lr"),
     "seed": (_seed_everything, "seed"),
+    "cpu_threads": (lambda: set_cpu_threads, "cpu_threads"),
 }
 
 #: precisions offered (Lightning accepts each of them under several aliases: 32, "32", "32-true", ...)
@@ -205,6 +207,7 @@ def cli_config(task: str | Task, config, settings: dict, run_dir: str | Path = p
                  **extra.get("data", {})}
     return {
         "seed_everything": settings["seed"],
+        "cpu_threads": settings.get("cpu_threads"),  # None: all usable cores
         "run_dir": str(run_dir),
         "trainer": trainer,
         "model": {**model_cli_args(task, config), **extra.get("model", {})},
@@ -270,6 +273,8 @@ def settings_from_cli_config(cfg: dict) -> dict:
         out["lr"] = optimizer["init_args"]["lr"]
     if cfg.get("seed_everything") is not None:
         out["seed"] = cfg["seed_everything"]
+    if "cpu_threads" in cfg:  # None (all usable cores) is a value of its own
+        out["cpu_threads"] = cfg["cpu_threads"]
     return out
 
 

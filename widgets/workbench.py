@@ -57,19 +57,17 @@ class Workbench:
         trainer: further ``pytorch_lightning.Trainer`` arguments of the runs, over the preset's, e.g.
             ``{"logger": False}``, ``{"enable_checkpointing": False}`` or ``{"callbacks": [{"class_path": ...}]}``
             (callbacks are added beside the CLI's own and the run journal).
-        cpu_threads: torch threads of a run that trains on the CPU (fixed, so CPU results do not depend on the
-            machine's core count; ``widgets.runner.TrainingRun``).
         overrides: dotted CLI keys over the preset and the settings, e.g. ``["optimizer.lr=3e-3",
             "model.num_channels=128", "trainer.val_check_interval=20"]`` or a dict (a sweep's values): fields of the
             form are set (and checked), other keys go into the run's configuration (``TaskForm.apply_overrides``).
-        settings: data/trainer settings overriding the preset (``None`` values are ignored), e.g. ``max_steps=30``.
+        settings: data/trainer settings overriding the preset (``None`` values are ignored), e.g. ``max_steps=30``
+            or ``cpu_threads=1`` (torch threads of the training process: default all usable cores; a fixed number
+            makes CPU results reproducible whatever the machine's core count).
     """
 
     def __init__(self, task: str, preset: str = "tiny CPU", run_dir: Optional[str] = None, overwrite: bool = False,
-                 trainer: Optional[dict] = None, cpu_threads: Optional[int] = 1, overrides: Any = None,
-                 **settings: Any):
+                 trainer: Optional[dict] = None, overrides: Any = None, **settings: Any):
         self.task = spec.resolve_task(task)
-        self.cpu_threads = cpu_threads
         self.start_button = w.Button(description="Start", button_style="success", icon="play")
         self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self.resume_button = w.Button(description="Resume", icon="repeat", disabled=True,
@@ -202,7 +200,7 @@ class Workbench:
             raise RuntimeError("a run is already running")
         config = self.cli_config()
         run_dir = paths.prepare_run_dir(self.run_dir_text.value, self.task.name, overwrite=self.overwrite_box.value)
-        return self._launch(TrainingRun(self.task, config, run_dir, cpu_threads=self.cpu_threads), follow)
+        return self._launch(TrainingRun(self.task, config, run_dir), follow)
 
     def resume(self, follow: bool = True) -> TrainingRun:
         """Continue the run the dashboard shows from its latest checkpoint, with its own ``config.yaml``: a stopped
@@ -211,7 +209,7 @@ class Workbench:
             raise RuntimeError("the run is still running")
         if self.run_dir is None:
             raise RuntimeError("no run to resume")
-        return self._launch(TrainingRun.resume(self.task, self.run_dir, cpu_threads=self.cpu_threads), follow)
+        return self._launch(TrainingRun.resume(self.task, self.run_dir), follow)
 
     def _launch(self, run: TrainingRun, follow: bool) -> TrainingRun:
         self.run_ = run.start()

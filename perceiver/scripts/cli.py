@@ -52,6 +52,7 @@ from perceiver.training.devices import resolve_devices
 from perceiver.training.hparams import HParamsSummary
 from perceiver.training.journal import RunJournal
 from perceiver.training.schedulers import CosineWithWarmupLR
+from perceiver.training.threads import set_cpu_threads
 
 
 class ArgumentError(ValueError):
@@ -92,6 +93,7 @@ class TaskCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_function_arguments(set_cpu_threads, as_group=False)
         # one run per directory: a resumed run overwrites its own last.ckpt instead of writing last-v1.ckpt beside it
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.filename": "{step}",
                              "checkpoint.enable_version_counter": False})
@@ -127,9 +129,13 @@ class TaskCLI(LightningCLI):
         return parser
 
     def before_instantiate_classes(self) -> None:
-        """Check the optimizer, LR schedule and devices before anything is built or loaded, resolve the devices on
-        this machine, then (``fit``) choose and check the run directory."""
+        """Set the torch threads (``--cpu_threads``), check the optimizer, LR schedule and devices before anything is
+        built or loaded, resolve the devices on this machine, then (``fit``) choose and check the run directory."""
         config = self.config[self.subcommand] if self.subcommand else self.config  # run=False: no subcommand
+        try:
+            set_cpu_threads(config.get("cpu_threads"))
+        except ValueError as e:
+            raise ArgumentError("--cpu_threads", str(e)) from None
         trainer = config.trainer
         check_optimization(config.get("optimizer"), config.get("lr_scheduler"), trainer.get("max_steps", -1))
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from perceiver.runs.paths import DEFAULT_RUN_DIR, ROOT_VAR
 from perceiver.tasks import Task, get
@@ -43,8 +43,9 @@ def epilog(task: Task) -> str:
     return "\n".join(lines)
 
 
-def quick_help(task: Task) -> str:
-    """The top-level help, without importing the CLI (the same options as the full parser's top level)."""
+def quick_help(task: Task, commands: Optional[Mapping[str, Callable]] = None) -> str:
+    """The top-level help, without importing the CLI (the same options as the full parser's top level); ``commands``
+    are the script's own subcommands (their docstrings' first lines are their help)."""
     parser = argparse.ArgumentParser(prog=f"python -m {task.cli}", description=description(task),
                                      epilog=epilog(task), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", help="Path to a configuration file in json or yaml format.")
@@ -52,22 +53,27 @@ def quick_help(task: Task) -> str:
                         help="Print the configuration after applying all other arguments and exit.")
     sub = parser.add_subparsers(title="subcommands", metavar="{" + ",".join(SUBCOMMANDS) + "}",
                                 description="For the options of a subcommand, add it followed by --help.")
-    for name, text in SUBCOMMANDS.items():
+    extra = {name: (fn.__doc__ or "").strip().splitlines()[0] for name, fn in (commands or {}).items()}
+    sub.metavar = "{" + ",".join([*SUBCOMMANDS, *extra]) + "}"
+    for name, text in {**SUBCOMMANDS, **extra}.items():
         sub.add_parser(name, help=text)
     return parser.format_help()
 
 
-def task_main(task: str):
-    """The ``main(args=None, **kwargs)`` of a task's script: quick help, or the task's Lightning CLI."""
+def task_main(task: str, commands: Optional[Mapping[str, Callable[[Sequence[str]], Any]]] = None):
+    """The ``main(args=None, **kwargs)`` of a task's script: quick help, one of the script's own ``commands`` (name ->
+    function of the remaining arguments, e.g. the CLM's ``evaluate``), or the task's Lightning CLI."""
 
     def main(args: Optional[Sequence[str]] = None, **kwargs):
         argv = sys.argv[1:] if args is None else args
         if isinstance(argv, (list, tuple)) and list(argv) in HELP_FLAGS:
-            print(quick_help(get(task)))
+            print(quick_help(get(task), commands))
             raise SystemExit(0)
         if isinstance(argv, (list, tuple)) and not argv and kwargs.get("run", True):
-            print(quick_help(get(task)), file=sys.stderr)  # a subcommand is required, as for argparse: exit 2
+            print(quick_help(get(task), commands), file=sys.stderr)  # a subcommand is required, as for argparse
             raise SystemExit(2)
+        if commands and isinstance(argv, (list, tuple)) and argv and argv[0] in commands:
+            return commands[argv[0]](list(argv[1:]))
         from perceiver.scripts.cli import TaskCLI
 
         return TaskCLI(task, args=args, **kwargs)

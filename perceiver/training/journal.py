@@ -10,8 +10,8 @@ the repository root)::
                               run; add --overwrite=true to replace it, or --ckpt_path to resume it)
     status.json               running | completed | stopped | failed, step, max_steps, the error's last lines,
                               pid and host (``perceiver.runs.status``)
-    env.json                  task, run_dir, package versions, device, seed, git commit, command line, parameter
-                              counts (num_params, num_trainable_params)
+    env.json                  task, run_dir, package versions, device, torch threads, seed, git commit, command line,
+                              parameter counts (num_params, num_trainable_params)
     metrics.jsonl             one JSON line per training step: step, train_loss, the task's train_* metrics, lr,
                               tokens_per_s, wall_s and what other callbacks log (ComputeMonitor: cumulative tokens
                               and flops, flops_per_s, mfu); and one per validation: step, val_loss, val_<metric>, ...
@@ -62,6 +62,7 @@ from perceiver.runs.paths import RunDirError
 from perceiver import tasks
 from perceiver.tasks import task_of
 from perceiver.training.compute import mean_mfu
+from perceiver.training.threads import usable_cpus
 
 PACKAGES = ["perceiver", "torch", "pytorch-lightning", "transformers", "datasets", "numpy", "jsonargparse",
             "ipywidgets"]
@@ -441,5 +442,6 @@ def environment(trainer: Optional[pl.Trainer] = None) -> dict[str, Any]:
         "seed": os.environ.get("PL_GLOBAL_SEED"),
         "git": git,
         "argv": sys.argv,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(),  # of this (training) process
+        "usable_cpus": usable_cpus(),
     }

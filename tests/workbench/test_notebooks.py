@@ -2,14 +2,16 @@
 
 Checks: the loss fell by at least ``LOSS_DROP`` nats; first/final losses match the committed reference figures
 (``reference/<task>.json``) within ``REL_TOL``; the executed notebook holds PNG outputs; the run directory is
-complete. The runs are pinned to one CPU device and one torch thread (``devices="cpu"``, ``cpu_threads=1``), whatever
-the machine has, so the losses are reproducible exactly on one machine; the tolerance absorbs other CPUs and torch
-builds. Refresh the references with ``PERCEIVER_UPDATE_REFERENCE=1`` (they record these parameters, and the test
-refuses references recorded with others).
+complete; the report cells print held-out bits per byte (CLM) and masked-byte accuracy (MLM). The runs are
+pinned to one CPU device and one torch thread (``devices="cpu"``, ``cpu_threads=1``), whatever the machine has,
+so the losses are reproducible exactly on one machine; the tolerance absorbs other CPUs and torch builds. Refresh
+the references with ``PERCEIVER_UPDATE_REFERENCE=1`` (they record these parameters, and the test refuses
+references recorded with others).
 """
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -105,6 +107,11 @@ def test_training_notebook(runs, task):
     assert png_outputs(out) == 2  # loss curves and attention map stay in the executed notebook, once each
     text = text_outputs(out)
     assert "[journal] step" in text and "sample at step" in text
+    if task == "clm":
+        assert re.search(r"validation split: \d\.\d+ bits per byte", text)
+        assert re.search(r"held-out news: \d\.\d+ bits per byte", text) and "sample: The history of" in text
+    else:
+        assert re.search(r"validation split: masked-byte accuracy \d+\.\d%", text) and "\n-> " in text
 
 
 def test_wrong_parameter_type_stops_the_notebook(tmp_path):

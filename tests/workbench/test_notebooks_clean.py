@@ -1,6 +1,7 @@
 """The committed notebooks: no outputs, execution counts or widget state (``make strip-notebooks`` removes them), and
 parameters that papermill can describe (``papermill --help-notebook``: a type and a help text for each)."""
 
+import ast
 from pathlib import Path
 
 import nbformat
@@ -26,6 +27,10 @@ def test_committed_without_outputs(path):
 def test_parameters_have_types_and_help(path):
     params = papermill.inspect_notebook(str(path))
     assert params, f"{path.name} has no parameters cell"
+    # papermill's inspector skips lines it cannot parse (e.g. `int | None`): every annotated name must be listed
+    cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    annotated = [node.target.id for node in ast.parse(cell.source).body if isinstance(node, ast.AnnAssign)]
+    assert list(params) == annotated, f"{path.name}: papermill --help-notebook misses {set(annotated) - set(params)}"
     untyped = [name for name, p in params.items() if p["inferred_type_name"] in ("None", None)]
     assert not untyped, f"{path.name}: parameters without a type annotation: {untyped}"
     silent = [name for name, p in params.items() if not p["help"].strip()]

@@ -39,8 +39,10 @@ def test_every_config_field_is_in_the_form_with_its_help(clm, mlm):
             "encoder.dropout"} <= set(mfields)
     assert not any(name.endswith(("vocab_size", "max_seq_len")) for name in mfields)
     assert {"source", "max_seq_len", "batch_size", "devices", "precision", "max_steps", "optimizer", "lr",
-            "seed"} == set(clm.settings_form.fields)
+            "seed", "cpu_threads"} == set(clm.settings_form.fields)
     assert clm.settings_form.fields["max_seq_len"].help  # from the data module's docstring
+    assert "usable cores" in clm.settings_form.fields["cpu_threads"].help  # from set_cpu_threads' docstring
+    assert clm.settings()["cpu_threads"] is None and clm.cli_config()["cpu_threads"] is None
 
 
 def test_a_new_config_field_appears_by_itself():

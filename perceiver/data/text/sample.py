@@ -70,3 +70,17 @@ def load_sample_articles() -> tuple[dict[str, str], ...]:
             if text:
                 articles.append({"title": title, "text": text})
     return tuple(articles)
+
+
+NEWS_FILE = "test/test_data/lee_background.cor"
+
+
+def news_texts() -> list[str]:
+    """Held-out English text: the 300 Australian news articles of gensim's Lee background corpus (one per line,
+    read from the installed gensim package), a different source and genre than the Wikipedia sample."""
+    import gensim
+
+    path = Path(gensim.__file__).parent / NEWS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"news corpus not found at {path}; reinstall gensim (pip install gensim>=4.3)")
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
