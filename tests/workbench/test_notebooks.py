@@ -120,7 +120,7 @@ def test_wrong_parameter_type_stops_the_notebook(tmp_path):
                   tmp_path)
     out, _ = p.communicate(timeout=600)
     assert p.returncode != 0
-    assert "ParameterError: notebook parameter max_steps must be int, got 'abc' (str)" in out
+    assert "ParameterError: notebook parameter max_steps must be int or None, got 'abc' (str)" in out
     assert not (tmp_path / "run").exists()
 
 
