@@ -19,7 +19,7 @@ def test_form_presets_and_links(wb):
     assert "encoder.max_resolution" in fields and "encoder.position_encoding" in fields
     assert "encoder.image_shape" not in fields and "decoder.num_classes" not in fields  # linked from the data
     assert set(wb.settings_form.fields) == {"source", "batch_size", "devices", "precision", "max_steps", "optimizer",
-                                            "lr", "seed"}  # images have no max_seq_len
+                                            "lr", "seed", "cpu_threads"}  # images have no max_seq_len
     assert wb.config() == ImageClassifierConfig.from_preset("tiny")  # the digits give (8, 8, 1) and 10 classes
     assert not wb.error_list and "0.1M" in wb.params_label.value
     wb.apply_preset("MNIST classifier (907K)")

@@ -1,9 +1,9 @@
 """Overrides (what a sweep's points and papermill's ``overrides`` parameter set) reach the form and the CLI
 configuration; the Sweep panel builds the sweep command from the form; the run picker overlays the chosen runs."""
 
-from pathlib import Path
-
 import ast
+from pathlib import Path
+from typing import Optional, Union  # noqa: F401 (the notebooks' annotations are evaluated here)
 
 import nbformat
 import pytest
