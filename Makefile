@@ -30,11 +30,12 @@ demo: install
 strip-notebooks:
 	$(PY) -m nbstripout --keep-id notebooks/*.ipynb
 
+# One pytest worker per CPU core (pytest-xdist), each test file on one worker (its module fixtures run once).
 test: install install-browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow and not notebook and not browser"
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow and not notebook and not browser"
 
 # the fp32 table of docs/performance.md (~20 min); e.g. BENCH_ARGS="--cases gen --precisions fp32,bf16-mixed"
 BENCH_ARGS ?= --precisions fp32 --rounds 2
