@@ -12,7 +12,8 @@ time measured there is noise. This script therefore separates the two things a c
   news text) or masked-byte accuracy (MLM: whole validation split, fixed masks).
 
 Candidates are JSON overrides of the workbench preset: ``model`` (config fields), ``max_seq_len``, ``batch_size``,
-``lr``, ``warmup``, ``min_fraction``, ``weight_decay``, ``betas``, ``precision``, e.g.::
+``lr``, ``warmup``, ``min_fraction``, ``weight_decay``, ``betas``, ``precision``, ``seed``, ``data`` (data
+module arguments), e.g.::
 
     python benchmarks/demo_tuning.py speed --task clm --rounds 3 \\
         ref='{}' wide='{"model": {"num_channels": 256}}'
@@ -24,9 +25,11 @@ Results are printed and appended as JSON lines to ``--out``. docs/demo-tuning.md
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -43,19 +46,22 @@ def parse_candidates(items: list[str]) -> dict[str, dict]:
     return out
 
 
-def build(task_name: str, preset: str, cand: dict, seed: int = 0):
-    """Lightning module, data module (set up) and training settings of a candidate."""
+def build(task_name: str, preset: str, cand: dict):
+    """Lightning module, data module (set up) and training settings of a candidate (``seed``: of weights and data
+    order, default 0)."""
     import torch
 
     from perceiver.model.core.presets import merge
     from widgets import spec
 
+    seed = cand.get("seed", 0)
     torch.manual_seed(seed)
     task = spec.resolve_task(task_name)
     p = spec.preset(task, preset)
     settings = {**p["settings"], **{k: cand[k] for k in ("max_seq_len", "batch_size", "lr") if k in cand}}
-    data = task.data_class(**{**task.data_args, "source": "sample", "max_seq_len": settings["max_seq_len"],
-                              "batch_size": settings["batch_size"], "num_workers": 0, "seed": seed})
+    data = task.data_class(**{**task.data_args, **p["extra"].get("data", {}), "source": "sample",
+                              "max_seq_len": settings["max_seq_len"], "batch_size": settings["batch_size"],
+                              "num_workers": 0, "seed": seed, **cand.get("data", {})})
     data.prepare_data()
     data.setup("fit")
     config = spec.build_model_config(task, merge(p["model"], cand.get("model", {})), data)
@@ -65,8 +71,9 @@ def build(task_name: str, preset: str, cand: dict, seed: int = 0):
     sched = p["extra"].get("lr_scheduler", {}).get("init_args", {})
     settings["warmup"] = cand.get("warmup", sched.get("warmup_steps", 0))
     settings["min_fraction"] = cand.get("min_fraction", sched.get("min_fraction", 0.0))
-    settings["weight_decay"] = cand.get("weight_decay", 0.01)
-    settings["betas"] = tuple(cand.get("betas", (0.9, 0.999)))
+    opt = spec.optimizer_config(settings.get("optimizer", "AdamW"), settings["lr"], p["extra"].get("optimizer"))
+    settings["weight_decay"] = cand.get("weight_decay", opt["init_args"].get("weight_decay", 0.01))
+    settings["betas"] = tuple(cand.get("betas", opt["init_args"].get("betas", (0.9, 0.999))))
     settings["precision"] = cand.get("precision", settings.get("precision", "32-true"))
     settings["clip"] = cand.get("clip")
     return lit, data, settings
@@ -169,6 +176,22 @@ def validation_texts(data) -> list[str]:
     return list(dsd["validation"]["text"])
 
 
+def training_words(data) -> set[str]:
+    """The lower-case words of the training split: a generated word outside it is almost surely not English."""
+    from perceiver.data.text import sources
+
+    dsd = sources.load_sample(data.hparams.valid_every)
+    return {w.lower() for text in dsd["train"]["text"] for w in re.findall(r"[A-Za-z]+", text)}
+
+
+def word_rate(text: str, words: set[str]) -> float:
+    """The fraction of the words of ``text`` (runs of letters, not cut off at its end) found in ``words``."""
+    found = re.findall(r"[A-Za-z]+", text)
+    if found and text[-1:].isalpha():
+        found = found[:-1]  # the last word may be unfinished
+    return sum(w.lower() in words for w in found) / max(1, len(found))
+
+
 def evaluate(task: str, lit, data, args) -> dict:
     import torch
 
@@ -178,11 +201,15 @@ def evaluate(task: str, lit, data, args) -> dict:
 
         val = score_text(lit.model, lit.tokenizer, validation_texts(data), batch_size=32)
         held = score_text(lit.model, lit.tokenizer, heldout_text(args.heldout_bytes), batch_size=32)
-        gen = torch.Generator().manual_seed(0)
-        prompt = "The history of"
-        sample = prompt + generate_text(lit.model, lit.tokenizer, prompt, 200, do_sample=True, top_k=10,
-                                        generator=gen)
-        return {"val_bpb": val.bits_per_byte, "heldout_bpb": held.bits_per_byte, "sample": sample}
+        prompt, out = "The history of", {"val_bpb": val.bits_per_byte, "heldout_bpb": held.bits_per_byte}
+        words = training_words(data)
+        for temperature in args.temperatures:
+            gen = torch.Generator().manual_seed(0)
+            sample = prompt + generate_text(lit.model, lit.tokenizer, prompt, 200, do_sample=True, top_k=10,
+                                            temperature=temperature, generator=gen)
+            suffix = "" if temperature == 1.0 else f"_t{temperature:g}"
+            out[f"sample{suffix}"], out[f"word_rate{suffix}"] = sample, word_rate(sample[len(prompt):], words)
+        return out
     lit.eval()
     correct = total = 0
     loss_sum = 0.0
@@ -204,7 +231,7 @@ def cmd_train(args, cands: dict) -> None:
     for name, cand in cands.items():
         steps = args.steps
         if args.budget:
-            m = measure(args.task, args.preset, cand, 3, 8)
+            m = measure(args.task, args.preset, cand, 5, 25)
             steps = int(args.budget / m["cpu_s_step"])
         lit, data, settings = build(args.task, args.preset, cand)
         tr = Trainer(lit, data, settings, steps)
@@ -218,11 +245,13 @@ def cmd_train(args, cands: dict) -> None:
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
         rec = {"mode": "train", "task": args.task, "name": name, "cand": cand, "steps": steps,
                "cpu_s": cpu, "wall_s": wall, "cpu_s_step": cpu / steps, "load": os.getloadavg(),
-               "params": sum(p.numel() for p in lit.parameters()),
+               "params": sum(p.numel() for p in lit.parameters()), "settings": settings,
+               "config": dataclasses.asdict(lit.config),
                "train_loss_last50": float(sum(losses[-50:]) / len(losses[-50:])),
                "finite": all(math.isfinite(x) for x in losses), **evaluate(args.task, lit, data, args)}
         metric = {k: round(v, 4) for k, v in rec.items() if k.startswith("val_") or k.endswith("_bpb")}
-        print(f"{name}: {steps} steps, {cpu:.0f} CPU-s ({cpu / steps * 1e3:.0f} ms/step), {metric}, "
+        rates = {k: round(v, 2) for k, v in rec.items() if k.startswith("word_rate")}
+        print(f"{name}: {steps} steps, {cpu:.0f} CPU-s ({cpu / steps * 1e3:.0f} ms/step), {metric}, {rates}, "
               f"load {rec['load'][0]:.2f}\n  sample: {rec['sample']!r}", flush=True)
         append(args.out, rec)
         if args.save_dir:
@@ -232,15 +261,17 @@ def cmd_train(args, cands: dict) -> None:
 
 
 def cmd_table(args, cands: dict) -> None:
-    """Markdown rows of the ``train`` records in ``--out`` (the candidates named, or all)."""
+    """Markdown rows of the ``train`` records in ``--out`` (the candidates named, or all), in the order run."""
     rows = [json.loads(line) for line in Path(args.out).read_text().splitlines() if line.strip()]
     for r in rows:
         if r["mode"] != "train" or r["task"] != args.task or (cands and r["name"] not in cands):
             continue
-        metric = (f"{r['val_bpb']:.3f} | {r['heldout_bpb']:.3f}" if "val_bpb" in r else
-                  f"{r['val_masked_accuracy']:.1%} | {r['val_loss']:.3f}")
+        if "val_bpb" in r:
+            metric = f"{r['val_bpb']:.3f} | {r['heldout_bpb']:.3f} | {r.get('word_rate_t0.7', float('nan')):.0%}"
+        else:
+            metric = f"{r['val_masked_accuracy']:.1%} | {r['val_loss']:.3f}"
         print(f"| {r['name']} | `{json.dumps(r['cand'])}` | {r['params'] / 1e6:.2f}M | {r['steps']} | "
-              f"{r['cpu_s_step'] * 1e3:.0f} | {r['load'][0]:.1f} | {metric} |")
+              f"{r['cpu_s']:.0f} | {r['cpu_s_step'] * 1e3:.0f} | {metric} |")
 
 
 def append(path: str, rec: dict) -> None:
@@ -260,6 +291,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--budget", type=float, default=None, help="train: CPU seconds (one thread) instead of --steps")
     ap.add_argument("--heldout_bytes", type=int, default=65536)
+    ap.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.7], help="train: sampling temperatures")
     ap.add_argument("--out", default="benchmarks/results/demo_tuning.jsonl")
     ap.add_argument("--save_dir", default=None, help="train: save each trained model here (<name>.pt)")
     args = ap.parse_intermixed_args()

@@ -191,7 +191,8 @@ def cli_config(task: str | Task, config, settings: dict, run_dir: str | Path = p
     relative (run paths to the repository root, see ``perceiver.runs.paths``), so the file runs on any machine.
     ``extra["trainer"]`` takes any ``pytorch_lightning.Trainer`` argument (``logger: false``, a list of loggers,
     ``enable_checkpointing: false``, ``callbacks``: added beside the CLI's own and the run journal),
-    ``extra["journal"]`` the run journal's arguments."""
+    ``extra["journal"]`` the run journal's arguments, ``extra["optimizer"]`` further arguments of the optimizer
+    (see :func:`optimizer_config`)."""
     extra = extra or {}
     t = resolve_task(task)
     trainer = {
@@ -212,8 +213,8 @@ def cli_config(task: str | Task, config, settings: dict, run_dir: str | Path = p
         "trainer": trainer,
         "model": {**model_cli_args(task, config), **extra.get("model", {})},
         "data": {"class_path": t.data.replace(":", "."), "init_args": data_args},
-        "optimizer": {"class_path": OPTIMIZERS[settings["optimizer"]], "init_args": {"lr": settings["lr"]}},
-        **{k: v for k, v in extra.items() if k not in ("trainer", "data", "model")},
+        "optimizer": optimizer_config(settings["optimizer"], settings["lr"], extra.get("optimizer")),
+        **{k: v for k, v in extra.items() if k not in ("trainer", "data", "model", "optimizer")},
     }
 
 
@@ -258,6 +259,15 @@ def set_config_value(cfg: dict, key: str, value: Any) -> None:
     if "class_path" in node and last != "class_path":
         node = node.setdefault("init_args", {})
     node[last] = value
+
+
+def optimizer_config(name: str, lr: float, preset: Optional[dict] = None) -> dict:
+    """The ``optimizer:`` section: the optimizer ``name`` with learning rate ``lr``, plus the preset's further
+    arguments (``extra["optimizer"]``, e.g. AdamW's ``betas`` and ``weight_decay``) if the preset names the same
+    optimizer; another optimizer chosen in the form gets its own defaults."""
+    class_path = OPTIMIZERS[name]
+    args = dict((preset or {}).get("init_args") or {}) if (preset or {}).get("class_path") == class_path else {}
+    return {"class_path": class_path, "init_args": {**args, "lr": lr}}
 
 
 def settings_from_cli_config(cfg: dict) -> dict:

@@ -52,7 +52,8 @@ class RunPreset:
     settings: Mapping[str, Any] = field(default_factory=dict)
     """Workbench settings (source, max_seq_len, batch_size, devices, precision, max_steps, optimizer, lr, seed)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
-    """Further CLI configuration: ``trainer``, ``model``, ``data``, ``lr_scheduler`` and ``journal`` sections."""
+    """Further CLI configuration: ``trainer``, ``model``, ``data``, ``lr_scheduler`` and ``journal`` sections, and
+    ``optimizer`` (further arguments of the settings' optimizer, e.g. AdamW's ``betas``, if it names that class)."""
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ class RunJournal(Callback):
     Args:
         run_dir: the run directory.
         attention_every: record attention maps every this many training steps (0: only at the end).
-        progress_every: print a one-line progress report every this many steps (0: never).
+        progress_every: print a one-line progress report every this many steps and at the last step (0: never).
         attention_len: at most this many input tokens of the fixed validation example used for attention maps.
         stop_file_check: end training cleanly (with a checkpoint) when ``run_dir/STOP`` appears.
     """
@@ -213,7 +213,7 @@ class RunJournal(Callback):
         self.steps.append(record)
         if trainer.is_global_zero:
             self._append("metrics.jsonl", record)
-            if self.progress_every and step % self.progress_every == 0:
+            if self.progress_every and (step % self.progress_every == 0 or step == trainer.max_steps):
                 mfu = f"  MFU {100 * record['mfu']:.1f}%" if "mfu" in record else ""
                 print(
                     f"[journal] step {step}/{trainer.max_steps}  loss {record['train_loss']:.4f}  "

@@ -102,6 +102,24 @@ def test_dataloader_with_worker_processes(sample_mlm):
     assert all(b["input_ids"].shape == (16, 512) for b in batches)
 
 
+def test_validation_order_samples_the_whole_split(sample_dir):
+    """limit_val_batches keeps the first batches: they must spread over the split, in the same order for every
+    seed (runs of a sweep are validated on the same windows), and the whole loader still covers every window."""
+    orders = []
+    for seed in (0, 1):
+        dm = WikipediaDataModule(source="sample", dataset_dir=sample_dir, max_seq_len=256, task="clm", batch_size=8,
+                                 num_workers=0, seed=seed)
+        dm.setup()
+        orders.append(dm.val_dataloader().dataset.indices)
+    order, n = orders[0], len(orders[0])
+    assert orders[1] == order and sorted(order) == list(range(n)) and n > 100
+    first = order[: n // 10]  # what limit_val_batches=0.1 validates
+    assert min(first) < n // 4 and max(first) > 3 * n // 4
+    batch = next(iter(dm.val_dataloader()))
+    expected = torch.stack([dm.ds_valid[i]["input_ids"] for i in order[:8]])  # windows of max_seq_len + 1
+    assert torch.equal(batch["input_ids"], expected[:, :-1]) and torch.equal(batch["labels"], expected[:, 1:])  # the loader yields the windows in that order
+
+
 # -- cache ---------------------------------------------------------------------------------------------------------
 
 

@@ -91,9 +91,7 @@ def fit(run_dir: Path, dataset_dir: str, cpu_threads: int) -> dict:
         "--model.validation_sample_length=4", "--optimizer=AdamW", "--optimizer.lr=3e-3",
         "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.max_steps=6",
         "--trainer.val_check_interval=3", "--trainer.limit_val_batches=2", "--trainer.enable_progress_bar=false",
-        "--trainer.logger=CSVLogger", f"--trainer.logger.save_dir={run_dir}", f"--trainer.default_root_dir={run_dir}",
-        "--trainer.callbacks=perceiver.training.journal.RunJournal", f"--trainer.callbacks.run_dir={run_dir}",
-        f"--checkpoint.dirpath={run_dir / 'checkpoints'}",
+        f"--run_dir={run_dir}",
     ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("OMP_NUM_THREADS", None)

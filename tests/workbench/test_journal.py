@@ -22,12 +22,12 @@ class StopAt(pl.Callback):
             self.journal.stop_path.touch()
 
 
-def train(run_dir, max_steps=6, stop_at=None, seed=0):
+def train(run_dir, max_steps=6, stop_at=None, seed=0, progress_every=1):
     pl.seed_everything(seed)
     dm = WikiTextDataModule(source="sample", max_seq_len=64, task="clm", batch_size=4, num_workers=0,
                             dataset_dir=str(run_dir.parent / "data"))
     model = LitCausalLanguageModel.create(clm_config(num_self_attention_layers=2), validation_sample_length=8)
-    journal = RunJournal(str(run_dir), attention_every=2, progress_every=1)
+    journal = RunJournal(str(run_dir), attention_every=2, progress_every=progress_every)
     callbacks = [journal] + ([StopAt(journal, stop_at)] if stop_at else [])
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=max_steps, val_check_interval=3,
                          check_val_every_n_epoch=None, limit_val_batches=2, logger=False,
@@ -37,10 +37,14 @@ def train(run_dir, max_steps=6, stop_at=None, seed=0):
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def test_run_directory_and_determinism(tmp_path):
+def test_run_directory_and_determinism(tmp_path, capsys):
     torch.set_num_threads(1)
     m1 = train(tmp_path / "a")
-    m2 = train(tmp_path / "b")
+    assert [line.split("  ")[0] for line in capsys.readouterr().out.splitlines() if "[journal] step" in line] == [
+        f"[journal] step {i}/6" for i in range(1, 7)]
+    m2 = train(tmp_path / "b", progress_every=4)  # and at the last step, whatever progress_every is
+    assert [line.split("  ")[0] for line in capsys.readouterr().out.splitlines() if "[journal] step" in line] == [
+        "[journal] step 4/6", "[journal] step 6/6"]
     assert m1["status"] == "completed" and m1["steps"] == 6
     assert m1["train"]["train_loss"] == m2["train"]["train_loss"]
     assert m1["final"]["val_loss"] == m2["final"]["val_loss"]

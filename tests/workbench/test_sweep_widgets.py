@@ -10,6 +10,7 @@ import pytest
 import yaml
 from run_dirs import write_run
 
+from perceiver import tasks
 from widgets import Workbench, spec
 from widgets.compare import RunPicker
 from widgets.forms import FieldError
@@ -31,7 +32,8 @@ def test_overrides_set_the_forms_fields_and_the_rest_of_the_cli_configuration(wb
     settings = wb.settings()
     assert (settings["lr"], settings["batch_size"], settings["seed"], settings["max_steps"]) == (0.003, 4, 5, 7)
     cfg = wb.cli_config()
-    assert cfg["optimizer"] == {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.003}}
+    preset_args = tasks.get("clm").presets["tiny CPU"].extra["optimizer"]["init_args"]  # e.g. AdamW's betas
+    assert cfg["optimizer"] == {"class_path": "torch.optim.AdamW", "init_args": {**preset_args, "lr": 0.003}}
     assert cfg["model"]["num_channels"] == 64 and cfg["seed_everything"] == 5
     assert cfg["trainer"]["val_check_interval"] == 3  # not a field: into the configuration as --key=value would
     assert cfg["data"]["init_args"]["num_workers"] == 2 and cfg["data"]["init_args"]["batch_size"] == 4

@@ -9,12 +9,15 @@ import sys
 import pytest
 import yaml
 
-from perceiver.model.text.clm import CausalLanguageModelConfig
+from perceiver.model.text.clm import CausalLanguageModel, CausalLanguageModelConfig
 from perceiver.model.text.mlm import MaskedLanguageModelConfig
 from perceiver import tasks
 from perceiver.runs import status as run_status
 from widgets import Workbench, spec
 from widgets.forms import DataclassForm, attribute_docs
+
+TINY_CLM = tasks.get("clm").presets["tiny CPU"]
+TINY_MLM = tasks.get("mlm").presets["tiny CPU"]
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +69,16 @@ def test_presets_and_parameter_count(clm, mlm):
         count = spec.format_count(spec.parameter_count(wb.task, wb.config()))
         assert count in ("30.6M", "201.1M") and count in wb.params_label.value
     clm.preset_select.value = mlm.preset_select.value = "tiny CPU"
-    assert clm.config().num_channels == 128 and not clm.start_button.disabled
-    clm.model_form.fields["num_self_attention_layers"].input.value = 4
-    assert clm.config().num_self_attention_layers == 4  # the count follows the form live
-    assert "1.1M" in clm.params_label.value
+    tiny = CausalLanguageModelConfig.from_preset(TINY_CLM.model)
+    assert clm.config() == tiny and not clm.start_button.disabled
+    clm.model_form.fields["num_self_attention_layers"].input.value = tiny.num_self_attention_layers + 1
+    deeper = dataclasses.replace(tiny, num_self_attention_layers=tiny.num_self_attention_layers + 1)
+    assert clm.config() == deeper  # the count follows the form live
+    count = sum(p.numel() for p in CausalLanguageModel(deeper).parameters())
+    assert spec.format_count(count) in clm.params_label.value
     clm.preset_select.value = "Perceiver AR (30.6M)"
     clm.preset_select.value = "tiny CPU"
-    assert clm.config().num_self_attention_layers == 3
+    assert clm.config() == tiny
 
 
 def test_invalid_values_show_inline_errors_and_disable_start(clm, mlm):
@@ -103,10 +109,10 @@ def test_invalid_values_show_inline_errors_and_disable_start(clm, mlm):
     assert clm.start_button.disabled and "learning rate" in lr.error.value
     lr.input.value = "abc"
     assert clm.start_button.disabled and "not valid" in lr.error.value
-    lr.input.value = "0.002"
+    lr.input.value = str(TINY_CLM.settings["lr"])  # back to the preset's
     clm.settings_form.fields["batch_size"].input.value = 0
     assert clm.start_button.disabled and "batch_size" in clm.settings_form.fields["batch_size"].error.value
-    clm.settings_form.fields["batch_size"].input.value = 16
+    clm.settings_form.fields["batch_size"].input.value = TINY_CLM.settings["batch_size"]
     assert not clm.start_button.disabled and clm.error_list == []
 
 
@@ -115,9 +121,11 @@ def test_export_yaml_is_accepted_by_the_cli(clm, mlm, tmp_path):
     clm.export_path.value = str(tmp_path / "clm.yaml")
     clm.export_button.click()
     cfg = yaml.safe_load((tmp_path / "clm.yaml").read_text())
-    assert cfg["model"]["num_channels"] == 96 and cfg["data"]["init_args"]["max_seq_len"] == 256
-    assert cfg["optimizer"]["init_args"]["lr"] == pytest.approx(0.002)
-    assert cfg["journal"] == {"attention_every": 25}
+    assert cfg["model"]["num_channels"] == 96
+    assert cfg["data"]["init_args"]["max_seq_len"] == TINY_CLM.settings["max_seq_len"]
+    # the preset's optimizer arguments, with the form's learning rate
+    assert cfg["optimizer"]["init_args"] == {**TINY_CLM.extra["optimizer"]["init_args"], "lr": TINY_CLM.settings["lr"]}
+    assert cfg["journal"] == TINY_CLM.extra["journal"]
     # portable: the user's device choice (resolved where the run starts) and relative paths
     assert cfg["trainer"]["devices"] == -1 and "accelerator" not in cfg["trainer"]
     assert cfg["run_dir"] == "runs/test-widgets" and cfg["data"]["init_args"]["source"] == "sample"
@@ -125,7 +133,8 @@ def test_export_yaml_is_accepted_by_the_cli(clm, mlm, tmp_path):
 
     path = mlm.export(tmp_path / "mlm.yaml")
     config = mlm.config()
-    assert isinstance(config, MaskedLanguageModelConfig) and config.encoder.max_seq_len == 256
+    assert isinstance(config, MaskedLanguageModelConfig)
+    assert config.encoder.max_seq_len == TINY_MLM.settings["max_seq_len"]
     cmd = [sys.executable, "-m", "perceiver.scripts.text.mlm", "fit", "--config", str(path), "--print_config"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -133,6 +142,19 @@ def test_export_yaml_is_accepted_by_the_cli(clm, mlm, tmp_path):
     assert printed["model"]["encoder"]["num_self_attention_layers_per_block"] == 3
     assert printed["model"]["num_latents"] == config.num_latents
     assert printed["trainer"]["devices"] == -1 and printed["run_dir"] == "runs/test-widgets-mlm"
+
+
+def test_preset_optimizer_arguments_go_with_its_optimizer_only(clm):
+    extra = TINY_CLM.extra["optimizer"]
+    assert spec.optimizer_config("AdamW", 1e-3, extra) == {"class_path": extra["class_path"],
+                                                          "init_args": {**extra["init_args"], "lr": 1e-3}}
+    # another optimizer chosen in the form gets its own defaults (SGD has no betas)
+    assert spec.optimizer_config("SGD", 1e-3, extra) == {"class_path": "torch.optim.SGD", "init_args": {"lr": 1e-3}}
+    clm.settings_form.fields["optimizer"].input.value = "SGD"
+    try:
+        assert clm.cli_config()["optimizer"]["init_args"] == {"lr": TINY_CLM.settings["lr"]}
+    finally:
+        clm.settings_form.fields["optimizer"].input.value = "AdamW"
 
 
 def test_export_is_disabled_with_the_reason_while_the_form_is_invalid(clm, tmp_path):
@@ -172,9 +194,11 @@ def test_preset_switch_changes_only_what_the_preset_defines(clm):
     assert settings["max_steps"] == 40 and settings["seed"] == 7 and settings["max_seq_len"] == 4096
     note = clm.preset_note.value
     assert "from_preset(&#x27;clm-30.6m&#x27;)" in note or "from_preset('clm-30.6m')" in note
-    assert "max_seq_len 256 → 4096" in note and "kept:" in note and "max_steps" in note.split("kept:")[1]
-    clm.preset_select.value = "tiny CPU"  # defines max_steps=200, and says so
-    assert clm.settings()["max_steps"] == 200 and "max_steps 40 → 200" in clm.preset_note.value
+    assert f"max_seq_len {TINY_CLM.settings['max_seq_len']} → 4096" in note
+    assert "kept:" in note and "max_steps" in note.split("kept:")[1]
+    clm.preset_select.value = "tiny CPU"  # defines max_steps, and says so
+    steps = TINY_CLM.settings["max_steps"]
+    assert clm.settings()["max_steps"] == steps and f"max_steps 40 → {steps}" in clm.preset_note.value
     assert clm.settings()["seed"] == 7
     clm.settings_form.fields["seed"].set(0)
 

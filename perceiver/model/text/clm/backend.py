@@ -32,6 +32,13 @@ class CausalLanguageModelConfig(PerceiverARConfig):
             dict(num_heads=4, num_self_attention_layers=3, max_seq_len=256, max_latents=64, num_channels=128,
                  cross_attention_dropout=0.0),
         ),
+        "demo": Preset(
+            "0.56M parameters, 128 context, 64 latents, MLPs 2x wide: tuned for 150 s of training on 2 CPU cores "
+            "(the workbench's 'tiny CPU', docs/demo-tuning.md)",
+            dict(num_heads=4, num_self_attention_layers=3, max_seq_len=128, max_latents=64, num_channels=128,
+                 self_attention_widening_factor=2, cross_attention_widening_factor=2, cross_attention_dropout=0.0,
+                 num_self_attention_rotary_layers=-1, abs_pos_emb=False),
+        ),
     }
 
     vocab_size: int = 262
