@@ -221,8 +221,8 @@ def test_text_pieces_hold_incomplete_characters():
 
 
 def test_decoding_honours_wrapped_projections():
-    # decoding fuses the q/k/v products of plain nn.Linear layers only: a hooked (or PEFT-wrapped) projection runs
-    # as a module, in cached decoding as in a full pass
+    # a hooked (or PEFT-wrapped) projection runs as a module in cached decoding as in a full pass: nothing on the
+    # decoding path bypasses a layer's forward (e.g. by using its weight directly)
     model = model_for_windows()
     ids = torch.randint(6, 262, (2, 5))
     plain = model.generate(ids, 40, do_sample=True, generator=torch.Generator().manual_seed(0))

@@ -81,32 +81,15 @@ def attend(
 # --- kv-cache -----------------------------------------------------------------------------------------------------
 
 
-def plain_linear(m: nn.Module) -> bool:
-    """A plain ``nn.Linear`` without hooks (not a PEFT/LoRA or quantised replacement), whose weight can be used
-    directly."""
-    return type(m) is nn.Linear and not (m._forward_hooks or m._forward_pre_hooks)
-
-
 class LayerKV:
     """The keys (rotated) and values of one attention layer, in buffers preallocated for ``capacity`` positions, so
-    appending a token writes in place instead of copying the cache. While decoding it also holds the layer's query,
-    key and value projection weights concatenated (``qkv``): one matrix-vector product instead of three."""
+    appending a token writes in place instead of copying the cache."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
         self.length = 0
         self.k: Optional[torch.Tensor] = None  # (B, H, capacity, Dqk)
         self.v: Optional[torch.Tensor] = None  # (B, H, capacity, Dv)
-        self._qkv: Optional[tuple] = None  # (key, weight (3 x Dqk ..., C), bias or None)
-
-    def qkv(self, projections: tuple[nn.Linear, nn.Linear, nn.Linear]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Weight and bias of the three projections concatenated along their outputs, rebuilt when any changes."""
-        key = tuple((p.weight.data_ptr(), p.weight._version, p.bias is None or p.bias._version) for p in projections)
-        if self._qkv is None or self._qkv[0] != key:
-            weight = torch.cat([p.weight for p in projections])
-            bias = None if projections[0].bias is None else torch.cat([p.bias for p in projections])
-            self._qkv = (key, weight, bias)
-        return self._qkv[1], self._qkv[2]
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = k.shape[2]
@@ -217,16 +200,9 @@ class MultiHeadAttention(nn.Module):
     ) -> torch.Tensor:
         """Output (B, I, C_out). ``pad_mask`` (B, J) covers all keys, cached ones included. With a ``kv_cache``, x_kv
         holds only the new positions; their rotated keys and values are appended to the cache."""
-        projections = (self.q_proj, self.k_proj, self.v_proj)
-        if kv_cache is not None and x_kv is x_q and not torch.is_grad_enabled() and all(map(plain_linear, projections)):
-            # decoding: one product with the concatenated weights (a cache lives only as long as a generation)
-            sizes = [p.out_features for p in projections]
-            q, k, v = F.linear(x_q, *kv_cache.qkv(projections)).split(sizes, dim=-1)
-        else:
-            q, k, v = self.q_proj(x_q), self.k_proj(x_kv), self.v_proj(x_kv)
-        q = q.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, H, I, Dqk)
-        k = k.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, H, J, Dqk)
-        v = v.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, H, J, Dv)
+        q = self.q_proj(x_q).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, H, I, Dqk)
+        k = self.k_proj(x_kv).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, H, J, Dqk)
+        v = self.v_proj(x_kv).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, H, J, Dv)
         if rot_q is not None:
             q = rot_q.rotate(q)
         if rot_k is not None:
