@@ -46,6 +46,21 @@ def warning_options() -> list[str]:
     return [f"-Wignore:{message}:{category}" for message, category in THIRD_PARTY_WARNINGS]
 
 
+def wait_for(process: Optional[subprocess.Popen], follower: Optional[threading.Thread],
+             timeout: Optional[float] = None, follower_s: float = 30.0) -> Optional[int]:
+    """Exit code of ``process`` once it ends within ``timeout`` seconds (None: no process, or still running), after
+    the thread that follows its output has caught up (at most ``follower_s`` seconds)."""
+    if process is None:
+        return None
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    if follower is not None:
+        follower.join(timeout=follower_s)
+    return process.returncode
+
+
 class TrainingRun:
     """One CLI training run in ``run_dir`` (see the module docstring).
 
@@ -150,15 +165,7 @@ class TrainingRun:
                 return out
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
-        if self.process is None:
-            return None
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-        if self._reader is not None:
-            self._reader.join(timeout=10)
-        return self.process.returncode
+        return wait_for(self.process, self._reader, timeout)
 
     def stop(self, grace_s: float = 60.0) -> Optional[int]:
         """End the run cleanly after its current step (it saves ``checkpoints/final.ckpt``); escalate to SIGINT,

@@ -24,6 +24,7 @@ import ipywidgets as w
 
 from perceiver.runs import paths
 from perceiver.sweep.space import SpaceError, format_value, parse_param
+from widgets.runner import wait_for
 from widgets.spec import to_yaml
 from widgets.taskform import RED, TaskForm
 
@@ -147,15 +148,7 @@ class SweepPanel:
             os.killpg(self.process.pid, signal.SIGKILL)
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
-        if self.process is None:
-            return None
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        return self.process.returncode
+        return wait_for(self.process, self._thread, timeout)
 
     def _follow(self) -> None:
         while self.running:
