@@ -31,6 +31,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from perceiver import tasks
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
                                  reason="needs Debian's chromium: apt-get install -y chromium")]
@@ -227,13 +229,14 @@ def test_a_preset_switch_keeps_the_users_settings_and_says_what_it_changed(page)
     field(page, "max_steps").fill("40")
     field(page, "max_steps").press("Enter")
     page.locator(".widget-dropdown select").first.select_option("Perceiver AR (30.6M)")
-    page.get_by_text("max_seq_len 256 → 4096").first.wait_for()
+    tiny = tasks.get("clm").presets["tiny CPU"].settings
+    page.get_by_text(f"max_seq_len {tiny['max_seq_len']} → 4096").first.wait_for()
     note = page.locator(".widget-html").filter(has_text="preset Perceiver AR").first.inner_text()
     assert "kept:" in note and "max_steps" in note.split("kept:")[1]
     assert field(page, "max_steps").input_value() == "40"
     page.get_by_text("parameters: 30.6M").first.wait_for()
     page.locator(".widget-dropdown select").first.select_option("tiny CPU")
-    page.get_by_text("max_steps 40 → 200").first.wait_for()
+    page.get_by_text(f"max_steps 40 → {tiny['max_steps']}").first.wait_for()
     wait_enabled(page, "Start")
 
 
