@@ -19,6 +19,8 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from perceiver.model.core.ops import Linear
+
 
 class InputAdapter(nn.Module):
     """Maps task input to (B, M, C). Subclasses set ``num_input_channels`` (C)."""
@@ -60,7 +62,7 @@ class ClassificationOutputAdapter(OutputAdapter):
 
     def __init__(self, num_classes: int, num_output_query_channels: int):
         super().__init__()
-        self.linear = nn.Linear(num_output_query_channels, num_classes)
+        self.linear = Linear(num_output_query_channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x)

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from perceiver.model.core.ops import Linear
 from perceiver.model.core.position import RotaryEmbedding
 
 
@@ -182,10 +183,10 @@ class MultiHeadAttention(nn.Module):
         self.max_heads_parallel = max_heads_parallel or num_heads
         self.causal_attention = causal_attention
         self.dropout = dropout
-        self.q_proj = nn.Linear(num_q_input_channels, num_qk_channels, bias=qkv_bias)
-        self.k_proj = nn.Linear(num_kv_input_channels, num_qk_channels, bias=qkv_bias)
-        self.v_proj = nn.Linear(num_kv_input_channels, num_v_channels, bias=qkv_bias)
-        self.o_proj = nn.Linear(num_v_channels, num_output_channels, bias=out_bias)
+        self.q_proj = Linear(num_q_input_channels, num_qk_channels, bias=qkv_bias)
+        self.k_proj = Linear(num_kv_input_channels, num_qk_channels, bias=qkv_bias)
+        self.v_proj = Linear(num_kv_input_channels, num_v_channels, bias=qkv_bias)
+        self.o_proj = Linear(num_v_channels, num_output_channels, bias=out_bias)
         self.recorder: Optional[AttentionRecorder] = None
         self.record_name = ""
 

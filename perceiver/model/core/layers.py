@@ -16,7 +16,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from perceiver.model.core.attention import LayerKV, MultiHeadAttention
-from perceiver.model.core.ops import gelu_linear
+from perceiver.model.core.ops import Linear, gelu_linear
 from perceiver.model.core.position import RotaryEmbedding
 
 
@@ -39,8 +39,8 @@ class MLP(nn.Module):
     def __init__(self, num_channels: int, widening_factor: int, bias: bool = True):
         super().__init__()
         self.norm = nn.LayerNorm(num_channels)
-        self.fc1 = nn.Linear(num_channels, widening_factor * num_channels, bias=bias)
-        self.fc2 = nn.Linear(widening_factor * num_channels, num_channels, bias=bias)
+        self.fc1 = Linear(num_channels, widening_factor * num_channels, bias=bias)
+        self.fc2 = Linear(widening_factor * num_channels, num_channels, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return gelu_linear(self.fc1(self.norm(x)), self.fc2)

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from perceiver.model.core.adapter import InputAdapter, OutputAdapter
+from perceiver.model.core.ops import Linear, linear
 
 
 class TokenInputAdapter(InputAdapter):
@@ -71,7 +72,7 @@ class TiedTokenOutputAdapter(OutputAdapter):
             self.bias = nn.Parameter(bias, requires_grad=self.bias.requires_grad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, self._embedding[0].weight, self.bias)
+        return linear(x, self._embedding[0].weight, self.bias)
 
 
 class TokenOutputAdapter(OutputAdapter):
@@ -79,7 +80,7 @@ class TokenOutputAdapter(OutputAdapter):
 
     def __init__(self, vocab_size: int, num_output_query_channels: int):
         super().__init__()
-        self.linear = nn.Linear(num_output_query_channels, vocab_size)
+        self.linear = Linear(num_output_query_channels, vocab_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x)

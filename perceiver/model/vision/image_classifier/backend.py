@@ -23,6 +23,7 @@ from perceiver.model.core.adapter import InputAdapter
 from perceiver.model.core.classifier import ClassificationDecoder, ClassificationDecoderConfig
 from perceiver.model.core.config import ConfigError, EncoderConfig, PerceiverIOConfig, check_positive
 from perceiver.model.core.flops import Flops, linear, perceiver_io
+from perceiver.model.core.ops import Linear
 from perceiver.model.core.perceiver_io import PerceiverEncoder, PerceiverIO
 from perceiver.model.core.position import FourierPositionEncoding, TrainablePositionEncoding
 from perceiver.model.core.presets import Preset
@@ -165,7 +166,7 @@ class ImageInputAdapter(InputAdapter):
         super().__init__(config.num_input_channels)
         *spatial_shape, channels = config.image_shape
         self.image_shape = config.image_shape
-        self.pixel_projection = nn.Linear(channels, config.num_pixel_channels) if config.num_pixel_channels else None
+        self.pixel_projection = Linear(channels, config.num_pixel_channels) if config.num_pixel_channels else None
         if config.position_encoding == "fourier":
             self.position_encoding = FourierPositionEncoding(
                 spatial_shape, config.num_frequency_bands, config.max_resolution)
