@@ -4,7 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from perceiver.model.core.layers import MLP
-from perceiver.model.core.ops import gelu_linear
+from perceiver.model.core.ops import Linear, gelu_linear, linear, on_onednn, onednn_linear
 
 
 def _grads(fn, h, fc, grad_out, autocast):
@@ -83,3 +83,55 @@ def test_mlp_compiles_in_one_graph_and_matches_eager():
     torch.testing.assert_close(y, y_eager, rtol=1e-5, atol=1e-6)
     for a, b in zip(compiled, [x.grad] + [p.grad for p in mlp.parameters()]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _kernels(fn) -> set[str]:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.key for e in prof.key_averages()}
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN")
+@pytest.mark.parametrize("shape", [(1, 256), (3, 7, 256), (64, 256)])
+def test_linear_runs_on_onednn_and_matches_float64(shape):
+    torch.manual_seed(0)
+    x = torch.randn(*shape, requires_grad=True)
+    w = (0.05 * torch.randn(96, 256)).requires_grad_()
+    b = torch.randn(96, requires_grad=True)
+    g = torch.randn(*shape[:-1], 96)
+    assert on_onednn(x, w)
+    kernels = _kernels(lambda: linear(x, w, b).backward(g))
+    assert "mkldnn::_linear_pointwise" in kernels and "aten::addmm" not in kernels
+    x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, w, b))
+    y64 = F.linear(x64, w64, b64)
+    y64.backward(g.double())
+    torch.testing.assert_close(linear(x, w, b).double(), y64, rtol=1e-5, atol=1e-5)
+    for ours, ref in [(x.grad, x64.grad), (w.grad, w64.grad), (b.grad, b64.grad)]:
+        torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-5)
+    with torch.inference_mode():  # no autograd: the bare oneDNN product
+        torch.testing.assert_close(linear(x, w, None).double(), y64 - b64, rtol=1e-5, atol=1e-5)
+
+
+def test_linear_takes_the_standard_product_where_onednn_does_not_apply():
+    torch.manual_seed(1)
+    x, w = torch.randn(5, 16), torch.randn(8, 16)
+    with onednn_linear(False):
+        assert not on_onednn(x, w) and "mkldnn::_linear_pointwise" not in _kernels(lambda: linear(x, w))
+    assert not on_onednn(x.double(), w.double())
+    with torch.autocast("cpu", torch.bfloat16):
+        assert not on_onednn(x, w) and linear(x, w).dtype == torch.bfloat16
+    with torch.utils.flop_counter.FlopCounterMode(display=False) as counter:
+        linear(x, w)
+    assert counter.get_total_flops() == 2 * 5 * 16 * 8
+
+
+def test_linear_module_is_a_drop_in_nn_linear():
+    torch.manual_seed(2)
+    ref = nn.Linear(16, 8)
+    ours = Linear(16, 8)
+    ours.load_state_dict(ref.state_dict())
+    assert list(ours.state_dict()) == ["weight", "bias"] and isinstance(ours, nn.Linear)
+    x = torch.randn(4, 16)
+    torch.testing.assert_close(ours(x), ref(x), rtol=1e-6, atol=1e-6)
+    h = torch.randn(4, 16, requires_grad=True)  # gelu_linear's recomputing path accepts it
+    assert type(gelu_linear(h, ours).grad_fn).__name__ == "_GeluLinearBackward"
