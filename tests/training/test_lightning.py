@@ -176,6 +176,32 @@ def test_mlm_masked_accuracy_counts_targets_only():
     assert torch.isfinite(loss)
 
 
+@pytest.mark.parametrize("weight", [0.0, 0.5])
+def test_mlm_unmasked_loss_weight_adds_the_loss_of_the_given_positions(weight):
+    torch.manual_seed(0)
+    model = LitMaskedLanguageModel.create(tiny_mlm_config(), unmasked_loss_weight=weight).eval()
+    x = torch.randint(6, 262, (2, 64))
+    x[:, 3:8] = 4  # [MASK] ids at the targets
+    labels = torch.full_like(x, -100)
+    labels[:, 3:8] = torch.randint(6, 262, (2, 5))
+    pad = torch.zeros_like(x).bool()
+    pad[1, -10:] = True  # padding is neither a target nor a given position
+    loss, metrics = model.loss_and_metrics({"input_ids": x, "labels": labels, "pad_mask": pad})
+    logits = model.backend_model(x, pad_mask=pad).double()
+    masked = F.cross_entropy(logits[:, 3:8].flatten(0, 1), labels[:, 3:8].flatten())
+    given = torch.ones_like(pad)
+    given[:, 3:8] = False
+    given &= ~pad
+    unmasked = F.cross_entropy(logits[given], x[given])
+    torch.testing.assert_close(loss.double(), masked + weight * unmasked, rtol=1e-5, atol=1e-5)
+    if weight:
+        torch.testing.assert_close(metrics["masked_loss"].double(), masked, rtol=1e-5, atol=1e-5)
+    else:
+        assert "masked_loss" not in metrics
+    with pytest.raises(ValueError, match="unmasked_loss_weight"):
+        LitMaskedLanguageModel.create(tiny_mlm_config(), unmasked_loss_weight=-1.0)
+
+
 def test_num_latents_is_an_alias_of_max_latents():
     """perceiver-io 0.11's documented clm.py sets ``model.num_latents``; our config calls it ``max_latents``."""
     config = tiny_clm_config()
