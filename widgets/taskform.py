@@ -26,6 +26,18 @@ from widgets.forms import DataclassForm, FieldError, SignatureForm
 RED = "color:#c62828"
 
 
+
+def data_overrides(overrides: dict) -> dict:
+    """The data module arguments among dotted CLI overrides (``data.mask_prob``, ``data.init_args.mask_prob``)."""
+    out = {}
+    for key, value in overrides.items():
+        parts = key.split(".")
+        if parts[0] == "data" and len(parts) == 2:
+            out[parts[1]] = value
+        elif parts[:2] == ["data", "init_args"] and len(parts) == 3:
+            out[parts[2]] = value
+    return out
+
 class TaskForm:
     """Preset menu, run directory, model form and settings form of ``task`` (see the module docstring)."""
 
@@ -108,9 +120,11 @@ class TaskForm:
         return spec.build_model_config(self.task, values, self.data_module(settings))
 
     def data_module(self, settings: dict):
-        """The data module of these settings (cheap: no data is read); its checks are the data settings' rules.
+        """The data module of these settings, with the preset's data arguments and ``data.*`` overrides, as the
+        training run builds it (cheap: no data is read); its checks are the data settings' rules.
         A relative ``source`` path is taken from the repository root, as the training process will."""
-        data_settings = {k: settings[k] for k in ("source", "max_seq_len", "batch_size") if k in settings}
+        data_settings = {**self.extra.get("data", {}), **data_overrides(self.config_overrides),
+                         **{k: settings[k] for k in ("source", "max_seq_len", "batch_size") if k in settings}}
         source = data_settings.get("source")
         if isinstance(source, str) and source not in ("hub", "sample") and not Path(source).is_absolute():
             data_settings["source"] = str(paths.resolve(source))

@@ -3,6 +3,9 @@
 from perceiver.tasks import Metric, RunPreset, Task
 from perceiver.tasks.clm import WARMUP_COSINE
 
+BYTE_SAMPLES = ["The capit[MASK]l of Fr[MASK]nce is P[MASK]ris, a b[MASK]autiful c[MASK]ty."]
+"""Validation samples of the tiny preset: single masked bytes, as it is trained."""
+
 TASK = Task(
     name="mlm",
     title="masked language model (Perceiver IO)",
@@ -23,10 +26,14 @@ TASK = Task(
             extra={"trainer": {"val_check_interval": 500, "limit_val_batches": 20}},
         ),
         "tiny CPU": RunPreset(
-            model="tiny",
-            settings={"max_seq_len": 256, "batch_size": 16, "max_steps": 200, "lr": 2e-3, "precision": "32-true"},
-            extra={"trainer": {"val_check_interval": 50, "limit_val_batches": 4}, "journal": {"attention_every": 25},
-                   "lr_scheduler": WARMUP_COSINE},
+            model="demo",
+            settings={"max_seq_len": 64, "batch_size": 32, "max_steps": 2200, "lr": 4e-3, "precision": "32-true"},
+            extra={"trainer": {"val_check_interval": 250, "limit_val_batches": 10}, "journal": {"attention_every": 250},
+                   "lr_scheduler": WARMUP_COSINE,
+                   # single masked bytes, and the loss of the given bytes: the latents learn to carry each
+                   # position within the budget (whole words and the masked loss alone stay at the unigram)
+                   "data": {"mask_words": False},
+                   "model": {"unmasked_loss_weight": 1.0, "masked_samples": BYTE_SAMPLES}},
         ),
     },
     metrics=(Metric("masked_accuracy", "masked accuracy", goal="max"),),

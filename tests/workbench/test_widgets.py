@@ -347,3 +347,16 @@ def _losses(run) -> dict:
     path = run / "metrics.jsonl"
     records = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
     return {r["step"]: r["train_loss"] for r in records if "train_loss" in r}
+
+
+def test_the_data_module_has_the_presets_data_arguments_and_overrides(mlm):
+    """The notebook evaluates with ``wb.data_module()``: it must mask as the run trains (the tiny MLM preset masks
+    single bytes, the data module's default is whole words)."""
+    mlm.preset_select.value = "tiny CPU"
+    preset_data = tasks.get("mlm").presets["tiny CPU"].extra["data"]
+    data = mlm.data_module()
+    assert preset_data and all(data.hparams[k] == v for k, v in preset_data.items())
+    assert data.hparams.mask_words != tasks.get("mlm").data_class(task="mlm").hparams.mask_words
+    assert mlm.cli_config()["data"]["init_args"]["mask_words"] == data.hparams.mask_words  # what the run gets
+    fresh = Workbench("mlm", preset="tiny CPU", run_dir="runs/test-widgets-mlm", overrides={"data.mask_prob": 0.3})
+    assert fresh.data_module().hparams.mask_prob == 0.3

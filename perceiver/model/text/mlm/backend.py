@@ -73,6 +73,16 @@ class MaskedLanguageModelConfig(PerceiverIOConfig[TextEncoderConfig, TextDecoder
                 num_latents=256, num_latent_channels=1280,
             ),
         ),
+        "demo": Preset(
+            "0.5M parameters, 64 context, 64 latents, init_scale 0.1: learns in minutes of CPU with byte masking and "
+            "unmasked_loss_weight (docs/demo-tuning.md)",
+            dict(
+                encoder=dict(vocab_size=262, max_seq_len=64, num_input_channels=64, num_cross_attention_heads=4,
+                             num_self_attention_heads=4, num_self_attention_layers_per_block=3, init_scale=0.1),
+                decoder=dict(vocab_size=262, max_seq_len=64, num_cross_attention_heads=4, init_scale=0.1),
+                num_latents=64, num_latent_channels=128,
+            ),
+        ),
         "tiny": Preset(
             "0.5M parameters, 256 context, 32 latents: minutes of CPU training",
             dict(
