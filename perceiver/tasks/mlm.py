@@ -27,7 +27,7 @@ TASK = Task(
         ),
         "tiny CPU": RunPreset(
             model="demo",
-            settings={"max_seq_len": 64, "batch_size": 32, "max_steps": 2200, "lr": 4e-3, "precision": "32-true"},
+            settings={"max_seq_len": 64, "batch_size": 32, "max_steps": 2000, "lr": 4e-3, "precision": "32-true"},
             extra={"trainer": {"val_check_interval": 250, "limit_val_batches": 10}, "journal": {"attention_every": 250},
                    "lr_scheduler": WARMUP_COSINE,
                    # single masked bytes, and the loss of the given bytes: the latents learn to carry each
