@@ -24,7 +24,7 @@ TASK = Task(
         ),
         "tiny CPU": RunPreset(  # the demo: chosen on the validation split, docs/demo-tuning.md
             model="demo",
-            settings={"max_seq_len": 128, "batch_size": 8, "max_steps": 2800, "lr": 4e-3, "precision": "32-true"},
+            settings={"max_seq_len": 128, "batch_size": 8, "max_steps": 3400, "lr": 4e-3, "precision": "32-true"},
             extra={"trainer": {"val_check_interval": 200, "limit_val_batches": 25},
                    "model": {"validation_sample_length": 64},
                    "journal": {"attention_every": 250, "progress_every": 100},
