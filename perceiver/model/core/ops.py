@@ -9,9 +9,8 @@ Dimensions:
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
-
 import contextlib
+from typing import Iterator, Optional
 
 import torch
 import torch.nn as nn
