@@ -28,6 +28,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from perceiver.model.core.ops import linear
+
 METRICS = ("tokens", "flops", "flops_per_s", "mfu")
 """The names ComputeMonitor logs."""
 
@@ -89,7 +91,8 @@ def dtype_key(device: torch.device, dtype: torch.dtype) -> str:
 @lru_cache(maxsize=None)
 def measure_peak(device: str = "cpu", dtype: torch.dtype = torch.float32, min_time_s: float = 0.02,
                  max_n: Optional[int] = None) -> float:
-    """FLOP/s of a square matrix product on ``device`` in ``dtype``: the size doubles from 256 until the best of a
+    """FLOP/s of a square matrix product on ``device`` in ``dtype``, by the kernel the models' linear layers use
+    (:func:`perceiver.model.core.ops.linear`: oneDNN for float32 on a CPU): the size doubles from 256 until the best of a
     few products takes ``min_time_s`` (or the size reaches ``max_n``), then the best of the products timed at that
     size within about 8 × ``min_time_s``. Cached per process; about 0.2 s on a CPU. Small sizes understate the peak
     where the device is slow (e.g. bf16 without bf16 hardware), and a busy machine understates it too."""
@@ -105,7 +108,7 @@ def measure_peak(device: str = "cpu", dtype: torch.dtype = torch.float32, min_ti
         while len(times) < reps and (len(times) < 2 or spent < budget_s):
             sync()
             t = time.perf_counter()
-            a @ b
+            linear(a, b)
             sync()
             times.append(time.perf_counter() - t)
             spent += times[-1]
@@ -116,7 +119,7 @@ def measure_peak(device: str = "cpu", dtype: torch.dtype = torch.float32, min_ti
     while True:
         a = torch.randn(n, n, device=dev, generator=g).to(dtype)
         b = torch.randn(n, n, device=dev, generator=g).to(dtype)
-        a @ b  # warm-up
+        linear(a, b)  # warm-up
         best = best_of(a, b, 5, 2 * min_time_s)
         if best >= min_time_s or 2 * n > max_n:
             break
