@@ -17,13 +17,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
-_ONEDNN = [torch.backends.mkldnn.is_available()]
+
+def onednn_available() -> bool:
+    """oneDNN is built in and the CPU is an x86 one with AVX2 or AVX-512, where its kernels were measured (elsewhere,
+    e.g. on ARM, :func:`linear` keeps PyTorch's own products)."""
+    return torch.backends.mkldnn.is_available() and torch.backends.cpu.get_cpu_capability().startswith("AVX")
+
+
+_ONEDNN = [onednn_available()]
 
 
 @contextlib.contextmanager
 def onednn_linear(enabled: bool) -> Iterator[None]:
     """Switch the oneDNN route of :func:`linear` on or off inside the block (e.g. to compare it with MKL)."""
-    before, _ONEDNN[0] = _ONEDNN[0], enabled and torch.backends.mkldnn.is_available()
+    before, _ONEDNN[0] = _ONEDNN[0], enabled and onednn_available()
     try:
         yield
     finally:
