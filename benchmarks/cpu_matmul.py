@@ -2,9 +2,10 @@
 uses (every linear layer of the models).
 
 For each row count M of ``x (M, K) @ W (N, K)ᵀ``, over the weight shapes of the documented 30.6M CLM (channels 512:
-q/k/v/o 512x512, MLP 512x2048 and 2048x512, 9 layers: 108 MiB, more than the caches hold), and for the input gradient ``g @ W`` of training. M = 1 is batch-1
-decoding (one pass over all weights: GB/s is what counts), larger M is training and prompt processing (GFLOP/s).
-The libraries take turns in each round; the table has the best round.
+q/k/v/o 512x512, MLP 512x2048 and 2048x512, 9 layers: 108 MiB, more than the caches hold), and for the input
+gradient ``g @ W`` of training. M = 1 is batch-1 decoding (one pass over all weights: GB/s is what counts), larger M
+is training and prompt processing (GFLOP/s).
+MKL and oneDNN take turns in each round; the table has each one's best round.
 
     .venv/bin/python benchmarks/cpu_matmul.py --threads 2
 """
@@ -15,14 +16,13 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
 
 from perceiver.model.core.ops import linear, onednn_linear
 
 SHAPES = ([(512, 512)] * 4 + [(2048, 512), (512, 2048)]) * 9  # (N, K) of the 9 layers of the 30.6M CLM
 
 
-def best_time(fn, repeats: int) -> float:
+def mean_time(fn, repeats: int) -> float:
     fn()
     t0 = time.perf_counter()
     for _ in range(repeats):
@@ -41,8 +41,8 @@ def main() -> None:
     weights = [torch.randn(n, k) * 0.02 for n, k in SHAPES]
     nbytes = sum(w.numel() for w in weights) * 4
     print(f"threads {args.threads}, torch {torch.__version__}, weights: {nbytes / 2**20:.1f} MiB\n")
-    print(f"| product | M | MKL ms | oneDNN ms | MKL | oneDNN | speed-up |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| product | M | MKL ms | oneDNN ms | MKL | oneDNN | speed-up |")
+    print("|---|---|---|---|---|---|---|")
     for m in args.rows:
         xs = {k: torch.randn(m, k) for k in (512, 2048)}
         gs = {n: torch.randn(m, n) for n in (512, 2048)}
@@ -57,8 +57,11 @@ def main() -> None:
             for _ in range(args.rounds):
                 for on in (False, True):
                     with onednn_linear(on), torch.inference_mode():
-                        best[on] = min(best[on], best_time(fn, repeats))
-            unit = (lambda t: f"{nbytes / t / 1e9:.1f} GB/s") if m == 1 else (lambda t: f"{flops / t / 1e9:.0f} GFLOP/s")
+                        best[on] = min(best[on], mean_time(fn, repeats))
+            if m == 1:
+                unit = lambda t: f"{nbytes / t / 1e9:.1f} GB/s"  # noqa: E731
+            else:
+                unit = lambda t: f"{flops / t / 1e9:.0f} GFLOP/s"  # noqa: E731
             print(f"| {name} | {m} | {best[False] * 1e3:.2f} | {best[True] * 1e3:.2f} | {unit(best[False])} | "
                   f"{unit(best[True])} | {best[False] / best[True]:.2f}× |", flush=True)
 

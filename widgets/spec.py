@@ -204,15 +204,13 @@ def cli_config(task: str | Task, config, settings: dict, run_dir: str | Path = p
     }
     if isinstance(trainer.get("val_check_interval"), int) and trainer["val_check_interval"] > settings["max_steps"] > 0:
         trainer["val_check_interval"] = max(1, settings["max_steps"] // 2)  # short runs still validate (twice)
-    data_args = {**t.data_args, **{k: settings[k] for k in ("source", "max_seq_len", "batch_size") if k in settings},
-                 **extra.get("data", {})}
     return {
         "seed_everything": settings["seed"],
         "cpu_threads": settings.get("cpu_threads"),  # None: all usable cores
         "run_dir": str(run_dir),
         "trainer": trainer,
         "model": {**model_cli_args(task, config), **extra.get("model", {})},
-        "data": {"class_path": t.data.replace(":", "."), "init_args": data_args},
+        "data": data_section(t, settings, extra),
         "optimizer": optimizer_config(settings["optimizer"], settings["lr"], extra.get("optimizer")),
         **{k: v for k, v in extra.items() if k not in ("trainer", "data", "model", "optimizer")},
     }
@@ -242,6 +240,15 @@ def config_value(cfg: dict, key: str) -> Any:
             node = node.get("init_args") or {}
         node = node[part]
     return node
+
+
+def data_section(task: str | Task, settings: dict, extra: Optional[dict] = None) -> dict:
+    """The ``data:`` section of the CLI configuration: the task's data arguments, the settings' ``source``,
+    ``max_seq_len`` and ``batch_size``, then the preset's ``extra["data"]``."""
+    t = resolve_task(task)
+    args = {**t.data_args, **{k: settings[k] for k in ("source", "max_seq_len", "batch_size") if k in settings},
+            **(extra or {}).get("data", {})}
+    return {"class_path": t.data.replace(":", "."), "init_args": args}
 
 
 def set_config_value(cfg: dict, key: str, value: Any) -> None:

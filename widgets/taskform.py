@@ -26,18 +26,6 @@ from widgets.forms import DataclassForm, FieldError, SignatureForm
 RED = "color:#c62828"
 
 
-
-def data_overrides(overrides: dict) -> dict:
-    """The data module arguments among dotted CLI overrides (``data.mask_prob``, ``data.init_args.mask_prob``)."""
-    out = {}
-    for key, value in overrides.items():
-        parts = key.split(".")
-        if parts[0] == "data" and len(parts) == 2:
-            out[parts[1]] = value
-        elif parts[:2] == ["data", "init_args"] and len(parts) == 3:
-            out[parts[2]] = value
-    return out
-
 class TaskForm:
     """Preset menu, run directory, model form and settings form of ``task`` (see the module docstring)."""
 
@@ -123,12 +111,15 @@ class TaskForm:
         """The data module of these settings, with the preset's data arguments and ``data.*`` overrides, as the
         training run builds it (cheap: no data is read); its checks are the data settings' rules.
         A relative ``source`` path is taken from the repository root, as the training process will."""
-        data_settings = {**self.extra.get("data", {}), **data_overrides(self.config_overrides),
-                         **{k: settings[k] for k in ("source", "max_seq_len", "batch_size") if k in settings}}
-        source = data_settings.get("source")
+        cfg = {"data": spec.data_section(self.task, settings, self.extra)}
+        for key, value in self.config_overrides.items():
+            if key.startswith("data."):
+                spec.set_config_value(cfg, key, value)
+        args = cfg["data"]["init_args"]
+        source = args.get("source")
         if isinstance(source, str) and source not in ("hub", "sample") and not Path(source).is_absolute():
-            data_settings["source"] = str(paths.resolve(source))
-        return self.task.data_class(**{**self.task.data_args, **data_settings})
+            args["source"] = str(paths.resolve(source))
+        return self.task.data_class(**args)
 
     def cli_config(self) -> dict:
         """The CLI configuration of the form (``fit --config``): choices as typed, paths relative; then the overrides

@@ -92,8 +92,8 @@ def dtype_key(device: torch.device, dtype: torch.dtype) -> str:
 def measure_peak(device: str = "cpu", dtype: torch.dtype = torch.float32, min_time_s: float = 0.02,
                  max_n: Optional[int] = None) -> float:
     """FLOP/s of a square matrix product on ``device`` in ``dtype``, by the kernel the models' linear layers use
-    (:func:`perceiver.model.core.ops.linear`: oneDNN for float32 on a CPU): the size doubles from 256 until the best of a
-    few products takes ``min_time_s`` (or the size reaches ``max_n``), then the best of the products timed at that
+    (:func:`perceiver.model.core.ops.linear`: oneDNN for float32 on a CPU): the size doubles from 256 until the best
+    of a few products takes ``min_time_s`` (or the size reaches ``max_n``), then the best of the products timed at that
     size within about 8 × ``min_time_s``. Cached per process; about 0.2 s on a CPU. Small sizes understate the peak
     where the device is slow (e.g. bf16 without bf16 hardware), and a busy machine understates it too."""
     dev = torch.device(device)

@@ -131,8 +131,9 @@ class _GeluLinear(torch.autograd.Function):
 def gelu_linear(h: torch.Tensor, fc: torch.nn.Module) -> torch.Tensor:
     """``fc(gelu(h))``, recomputing the GELU in the backward pass instead of storing its (..., K) output.
 
-    Only a plain ``nn.Linear`` (or :class:`Linear`) takes the recomputing path. Anything else that wraps or replaces it (a LoRA layer of
-    PEFT, a quantised linear, forward hooks) is called as a module, so that its own forward is never bypassed."""
+    Only a plain ``nn.Linear`` (or :class:`Linear`) takes the recomputing path. Anything else that wraps or replaces
+    it (a LoRA layer of PEFT, a quantised linear, forward hooks) is called as a module, so that its own forward is
+    never bypassed."""
     plain = type(fc) in (nn.Linear, Linear) and not (fc._forward_hooks or fc._forward_pre_hooks)
     if plain and torch.is_grad_enabled() and (h.requires_grad or fc.weight.requires_grad):
         return _GeluLinear.apply(h, fc.weight, fc.bias)

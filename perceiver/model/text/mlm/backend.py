@@ -74,7 +74,7 @@ class MaskedLanguageModelConfig(PerceiverIOConfig[TextEncoderConfig, TextDecoder
             ),
         ),
         "demo": Preset(
-            "0.5M parameters, 64 context, 64 latents, init_scale 0.1: learns in minutes of CPU with byte masking and "
+            "0.45M parameters, 64 context, 64 latents, init_scale 0.1: learns in minutes of CPU with byte masking and "
             "unmasked_loss_weight (docs/demo-tuning.md)",
             dict(
                 encoder=dict(vocab_size=262, max_seq_len=64, num_input_channels=64, num_cross_attention_heads=4,
